@@ -1,0 +1,217 @@
+/*
+ * kite — the sans-I/O protocol core (RFC 6455). Included by <kite/kite.h>.
+ *
+ * A struct kite_codec is one WebSocket connection's protocol state after the opening
+ * handshake. It never touches a socket, a clock or a thread:
+ *
+ *   - bytes in:   kite_codec_recv(c, buf, len, now_ms) parses, unmasks in place,
+ *                 validates, reassembles, and calls the callbacks;
+ *   - bytes out:  kite_codec_pending() borrows the bytes to write, kite_codec_consume()
+ *                 says how many were written;
+ *   - time in:    kite_codec_tick(c, now_ms) runs the ping and close timers;
+ *                 kite_codec_next_timer(c) says when it next wants to be ticked.
+ *
+ * The server, the client, the test kit and the fuzzers all drive it the same way.
+ * A codec is not thread-safe: use it from one thread at a time.
+ *
+ * Two modes, as in Ktor:
+ *   KITE_MODE_DEFAULT  reassembles fragments and hands whole messages to on_message;
+ *                      answers pings; sends a ping every ping_period_ms and fails the
+ *                      connection when no pong comes within timeout_ms; runs the close
+ *                      handshake (replies to the peer's close, waits timeout_ms for the
+ *                      peer's reply to ours); validates UTF-8 of text messages and close
+ *                      reasons; enforces the limits with close codes 1002/1007/1009.
+ *   KITE_MODE_RAW      hands every frame (control frames and fragments included) to
+ *                      on_frame; answers nothing and sends no close by itself: the caller
+ *                      owns pings and the close sequence. Framing rules (§5) and the
+ *                      frame-size limit are still enforced with 1002/1009.
+ */
+#ifndef KITE_CODEC_H
+#define KITE_CODEC_H
+
+#include "kite/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum kite_role {
+    KITE_ROLE_SERVER = 0, /* expects masked frames, sends unmasked ones (§5.1) */
+    KITE_ROLE_CLIENT = 1, /* expects unmasked frames, masks what it sends (§5.3) */
+};
+
+enum kite_mode {
+    KITE_MODE_DEFAULT = 0,
+    KITE_MODE_RAW = 1,
+};
+
+/*
+ * Session options: Ktor's pingPeriod, timeout, maxFrameSize, masking, plus a message
+ * size limit. Fill with kite_ws_options_init() and change what you need.
+ */
+struct kite_ws_options {
+    uint32_t ping_period_ms;   /* send a ping this often; 0 = never (Ktor: null). Default 0 */
+    uint32_t timeout_ms;       /* wait this long for a pong or a close reply. Default 15000 */
+    uint64_t max_frame_size;   /* larger incoming frame -> close 1009. Default 16 MiB */
+    uint64_t max_message_size; /* larger reassembled message -> close 1009. Default 16 MiB */
+    /*
+     * Masking (RFC 6455 §5.1, §5.3). A client always masks what it sends, with keys
+     * from a CSPRNG, whatever this says. On a server, true (the default) requires
+     * every client frame to be masked and fails the connection with 1002 otherwise;
+     * false tolerates unmasked client frames (for tests against broken peers).
+     */
+    bool masking;
+};
+
+/* Fill `o` with kite's defaults (documented on each field). */
+KITE_EXTERN void kite_ws_options_init(struct kite_ws_options *o);
+
+/* A frame as the raw mode hands it over. `data` is unmasked and valid only during the
+ * callback. For a close frame, data is the raw payload (code + reason). */
+struct kite_frame {
+    enum kite_opcode opcode;
+    bool fin;
+    uint8_t rsv; /* KITE_RSV1/2/3 bits */
+    const uint8_t *data;
+    size_t len;
+};
+
+struct kite_codec;
+
+/*
+ * Callback results: KITE_OK to go on; KITE_PAUSE (from on_message or on_frame) to make
+ * kite_codec_recv() return right after this message, with the bytes consumed so far,
+ * so the caller can hold back the rest of the input (a sequential handler that is busy).
+ */
+#define KITE_PAUSE 1
+
+struct kite_codec_callbacks {
+    /* Default mode: one whole message, KITE_OP_TEXT (valid UTF-8) or KITE_OP_BINARY.
+     * `data` is valid only during the call. May send, close, or pause. */
+    int (*on_message)(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
+                      size_t len, void *ud);
+    /* Raw mode: every frame, in order. May send, close, or pause. */
+    int (*on_frame)(struct kite_codec *c, const struct kite_frame *f, void *ud);
+    /* Default mode, optional: a ping or pong arrived (the pong reply is already queued). */
+    void (*on_control)(struct kite_codec *c, enum kite_opcode op, const uint8_t *data,
+                       size_t len, void *ud);
+    /* The session ended at the protocol level; fires exactly once. After it the codec
+     * sends nothing more; write out what is pending, then close the transport.
+     * `ci` is valid during the call; kite_codec_close_info() keeps a copy. */
+    void (*on_close)(struct kite_codec *c, const struct kite_close_info *ci, void *ud);
+};
+
+struct kite_codec_config {
+    enum kite_role role;
+    enum kite_mode mode;
+    struct kite_ws_options options;
+    /* RSV bits that negotiated extensions claimed; any other set bit fails with 1002. */
+    uint8_t rsv_allowed;
+    /* Optional; NULL = libc. Borrowed: must outlive the codec. */
+    const struct kite_allocator *allocator;
+};
+
+/* Fill `cfg` with defaults: server role, default mode, kite_ws_options_init(). */
+KITE_EXTERN void kite_codec_config_init(struct kite_codec_config *cfg);
+
+/*
+ * Create a codec. `cfg` is copied; `cb` is borrowed (must outlive the codec; usually a
+ * static const struct). `now_ms` is the current time on any monotonic clock in ms,
+ * used to schedule the first ping. Returns NULL when out of memory or when cfg is
+ * invalid (unknown role or mode, timeout_ms of 0).
+ */
+KITE_EXTERN struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
+                                              const struct kite_codec_callbacks *cb, void *ud,
+                                              uint64_t now_ms);
+/* Free a codec and everything it holds. NULL is a no-op. Must not be called from one
+ * of its own callbacks. */
+KITE_EXTERN void kite_codec_free(struct kite_codec *c);
+
+/*
+ * Feed received bytes. The buffer is modified: payloads are unmasked in place.
+ * Returns the number of bytes consumed (all of them, unless a callback returned
+ * KITE_PAUSE, or the session closed: bytes after a close frame or a protocol error are
+ * not looked at), or KITE_ERR_NOMEM if buffering a partial message failed (the
+ * connection has then been failed with 1011 and on_close has fired).
+ * Protocol errors are not return values: the codec queues the close frame (1002, 1007,
+ * 1009), fires on_close, and from then on kite_codec_is_closed() is true.
+ */
+KITE_EXTERN ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len,
+                                    uint64_t now_ms);
+
+/*
+ * Send one whole message (KITE_OP_TEXT or KITE_OP_BINARY) as one frame; `data` is
+ * copied. Text is not validated here. Returns KITE_OK, KITE_ERR_CLOSED after a close
+ * frame was sent, KITE_ERR_INVALID for another opcode, or KITE_ERR_NOMEM.
+ */
+KITE_EXTERN int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *data,
+                                size_t len);
+/*
+ * Send one frame as given (fragments, control frames, rsv bits); `data` is copied.
+ * Control frames must have fin set and at most 125 bytes (KITE_ERR_INVALID otherwise).
+ * In raw mode a close frame sent here starts the close sequence (see module comment).
+ * Returns KITE_OK, KITE_ERR_CLOSED, KITE_ERR_INVALID or KITE_ERR_NOMEM.
+ */
+KITE_EXTERN int kite_codec_send_frame(struct kite_codec *c, enum kite_opcode op, bool fin,
+                                      uint8_t rsv, const void *data, size_t len);
+/* Send a ping with up to 125 bytes of payload. Same returns as kite_codec_send_frame. */
+KITE_EXTERN int kite_codec_ping(struct kite_codec *c, const void *data, size_t len);
+/*
+ * Start the close handshake: queue a close frame with `code` (must satisfy
+ * kite_close_code_is_valid(), or be 0 for a close frame without a code) and `reason`
+ * (at most 123 bytes; truncated at a UTF-8 boundary if longer; may be NULL). Then wait
+ * up to timeout_ms for the peer's close. Returns KITE_OK, KITE_ERR_CLOSED if a close
+ * was already sent, KITE_ERR_INVALID for a bad code, KITE_ERR_NOMEM.
+ */
+KITE_EXTERN int kite_codec_close(struct kite_codec *c, unsigned code, const char *reason,
+                                 uint64_t now_ms);
+
+/* Borrow the bytes waiting to be written; returns their count (0 if none). The pointer
+ * is valid until the next call on the codec. */
+KITE_EXTERN size_t kite_codec_pending(const struct kite_codec *c, const uint8_t **out);
+/* Mark `n` bytes of the pending output as written (n <= kite_codec_pending()). */
+KITE_EXTERN void kite_codec_consume(struct kite_codec *c, size_t n);
+
+/* Run timers: pings, pong timeout, close-handshake timeout. Call when
+ * kite_codec_next_timer() has passed (calling earlier or more often is harmless). */
+KITE_EXTERN void kite_codec_tick(struct kite_codec *c, uint64_t now_ms);
+/* The time (same clock as now_ms) when the codec next wants tick(); UINT64_MAX if none. */
+KITE_EXTERN uint64_t kite_codec_next_timer(const struct kite_codec *c);
+
+/*
+ * The transport ended (EOF or error `err`, a -errno or kite code, 0 for a clean EOF).
+ * Fires on_close if it has not fired: with code 1006 and clean=false unless the close
+ * handshake had completed.
+ */
+KITE_EXTERN void kite_codec_transport_closed(struct kite_codec *c, int err);
+
+/* True once on_close has fired: write out what is pending, then close the transport. */
+KITE_EXTERN bool kite_codec_is_closed(const struct kite_codec *c);
+/* True once a close frame has been queued (no data can be sent any more). */
+KITE_EXTERN bool kite_codec_close_sent(const struct kite_codec *c);
+/* The close info, once on_close has fired; NULL before. Owned by the codec. */
+KITE_EXTERN const struct kite_close_info *kite_codec_close_info(const struct kite_codec *c);
+
+/* Change options on a live session (Ktor's per-session setters). Timers take effect
+ * from now_ms. Returns KITE_OK or KITE_ERR_INVALID (timeout_ms of 0). */
+KITE_EXTERN int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o,
+                                       uint64_t now_ms);
+KITE_EXTERN const struct kite_ws_options *kite_codec_options(const struct kite_codec *c);
+/* Change the user data passed to callbacks. */
+KITE_EXTERN void kite_codec_set_user_data(struct kite_codec *c, void *ud);
+
+/*
+ * Stand-alone helpers from the protocol core.
+ */
+
+/* Mask or unmask `len` bytes in place with `key`, starting at key position `offset`
+ * (0-3; pass the running payload offset for chunked data). RFC 6455 §5.3. */
+KITE_EXTERN void kite_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset);
+
+/* Is `data` valid UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF)? */
+KITE_EXTERN bool kite_utf8_valid(const uint8_t *data, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

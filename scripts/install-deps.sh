@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what kite's build and test suite need on Debian 12, if it is missing.
+# As root it runs apt-get; otherwise it names the packages to install and fails.
+# Usage: scripts/install-deps.sh [build|test|fuzz|bench]   (default: test)
+set -euo pipefail
+
+what=${1:-test}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+build_pkgs=(gcc make cmake pkg-config libssl-dev zlib1g-dev)
+test_pkgs=(openssl python3 python3-websockets nodejs chromium)
+fuzz_pkgs=(clang libclang-rt-14-dev)
+bench_pkgs=(libwebsockets-dev gnuplot-nox python3-websockets nodejs valgrind util-linux)
+
+case "$what" in
+  build) want=("${build_pkgs[@]}") ;;
+  test)  want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  fuzz)  want=("${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
+  bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|fuzz|bench]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  # nodejs may come from another repository that bundles npm; accept any node >= 18.
+  if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    continue
+  fi
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ "$what" = test ] || [ "$what" = bench ]; then
+  if ! command -v npm >/dev/null 2>&1 && [[ " ${missing[*]} " != *" nodejs "* ]]; then
+    missing+=(npm)
+  elif [[ " ${missing[*]} " == *" nodejs "* ]]; then
+    missing+=(npm)
+  fi
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "kite: missing Debian packages: ${missing[*]}" >&2
+    echo "kite: install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "kite: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node packages for the interop tests (ws, playwright-core), from the npm registry.
+if [ "$what" = test ] && [ -f "$here/tests/integration/package.json" ]; then
+  if [ ! -d "$here/tests/integration/node_modules/ws" ] ||
+     [ "$here/tests/integration/package.json" -nt "$here/tests/integration/node_modules/.stamp" ]; then
+    echo "kite: installing npm packages for the interop tests"
+    (cd "$here/tests/integration" && npm install --no-audit --no-fund --loglevel=error >/dev/null &&
+       touch node_modules/.stamp)
+  fi
+fi
+if [ "$what" = bench ] && [ -f "$here/bench/peers/package.json" ]; then
+  if [ ! -d "$here/bench/peers/node_modules/ws" ]; then
+    echo "kite: installing npm packages for the benchmark peers"
+    (cd "$here/bench/peers" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+fi
+exit 0

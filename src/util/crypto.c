@@ -1,0 +1,55 @@
+/* SHA-1, base64 and randomness come from OpenSSL's libcrypto: we do not hand-write them. */
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "util/util.h"
+
+int kite__sha1(const void *data, size_t len, uint8_t out[20])
+{
+    unsigned int outlen = 0;
+    if (EVP_Digest(data, len, out, &outlen, EVP_sha1(), NULL) != 1 || outlen != 20)
+        return KITE_ERR_CRYPTO;
+    return KITE_OK;
+}
+
+size_t kite__base64_encode(const uint8_t *in, size_t len, char *out)
+{
+    return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
+ssize_t kite__base64_decode(const char *in, size_t len, uint8_t *out, size_t cap)
+{
+    if (len == 0)
+        return 0;
+    if (len % 4 != 0 || len > 4096)
+        return -1;
+    size_t pad = 0;
+    if (in[len - 1] == '=')
+        pad++;
+    if (len > 1 && in[len - 2] == '=')
+        pad++;
+    for (size_t i = 0; i < len - pad; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '+' || ch == '/';
+        if (!ok)
+            return -1;
+    }
+    size_t dlen = len / 4 * 3 - pad;
+    if (dlen > cap)
+        return -1;
+    /* EVP_DecodeBlock writes len/4*3 bytes, padding included: decode into a scratch. */
+    uint8_t tmp[len / 4 * 3];
+    if (EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len) < 0)
+        return -1;
+    memcpy(out, tmp, dlen);
+    return (ssize_t)dlen;
+}
+
+int kite__random(void *out, size_t n)
+{
+    if (n > (size_t)INT32_MAX)
+        return KITE_ERR_INVALID;
+    return RAND_bytes(out, (int)n) == 1 ? KITE_OK : KITE_ERR_CRYPTO;
+}
