@@ -53,3 +53,20 @@ int kite__random(void *out, size_t n)
         return KITE_ERR_INVALID;
     return RAND_bytes(out, (int)n) == 1 ? KITE_OK : KITE_ERR_CRYPTO;
 }
+
+int kite__random_mask(uint8_t key[4])
+{
+    static __thread uint8_t pool[256];
+    static __thread size_t avail;
+    if (avail < 4) {
+        int rc = kite__random(pool, sizeof(pool));
+        if (rc != KITE_OK)
+            return rc;
+        avail = sizeof(pool);
+    }
+    avail -= 4;
+    memcpy(key, pool + avail, 4);
+    /* Do not leave used key material behind in the pool. */
+    memset(pool + avail, 0, 4);
+    return KITE_OK;
+}

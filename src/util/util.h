@@ -66,6 +66,11 @@ ssize_t kite__base64_decode(const char *in, size_t len, uint8_t *out, size_t cap
  * KITE_ERR_CRYPTO. */
 int kite__random(void *out, size_t n);
 
+/* Four bytes for a frame's masking key (RFC 6455 §5.3: unpredictable, from a strong
+ * source). Drawn from a per-thread pool refilled from kite__random() 256 bytes at a
+ * time, so masking a frame costs no syscall. KITE_OK or KITE_ERR_CRYPTO. */
+int kite__random_mask(uint8_t key[4]);
+
 /* ASCII case-insensitive compare of two byte ranges. */
 bool kite__ieq(const char *a, size_t alen, const char *b, size_t blen);
 
