@@ -51,11 +51,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Node packages for the interop tests (ws, playwright-core), from the npm registry.
-if [ "$what" = test ] && [ -f "$here/tests/integration/package.json" ]; then
-  if [ ! -d "$here/tests/integration/node_modules/ws" ] ||
-     [ "$here/tests/integration/package.json" -nt "$here/tests/integration/node_modules/.stamp" ]; then
+if [ "$what" = test ] && [ -f "$here/tests/interop/package.json" ]; then
+  if [ ! -d "$here/tests/interop/node_modules/ws" ] ||
+     [ "$here/tests/interop/package.json" -nt "$here/tests/interop/node_modules/.stamp" ]; then
     echo "kite: installing npm packages for the interop tests"
-    (cd "$here/tests/integration" && npm install --no-audit --no-fund --loglevel=error >/dev/null &&
+    (cd "$here/tests/interop" && npm install --no-audit --no-fund --loglevel=error >/dev/null &&
        touch node_modules/.stamp)
   fi
 fi
