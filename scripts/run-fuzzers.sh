@@ -11,7 +11,12 @@ for bin in "$dir"/fuzz_*; do
   target=$(basename "$bin"); target=${target#fuzz_}
   out="$dir/../new-corpus/$target"; mkdir -p "$out"
   dict=""
-  [ -f "$here/fuzz/$target.dict" ] && dict="-dict=$here/fuzz/$target.dict"
+  # A target's own dictionary, else its family's (http_request -> http.dict).
+  family=${target%%_*}
+  [ "$family" = handshake ] && family=http
+  for d in "$here/fuzz/$target.dict" "$here/fuzz/$family.dict"; do
+    if [ -f "$d" ]; then dict="-dict=$d"; break; fi
+  done
   echo "== fuzz $target for ${secs}s"
   if ! "$bin" -max_total_time="$secs" -print_final_stats=1 $dict "$out" "$here/fuzz/corpus/$target" \
         2>"$dir/../fuzz-$target.log"; then
