@@ -56,7 +56,7 @@ int kite__random(void *out, size_t n)
 
 int kite__random_mask(uint8_t key[4])
 {
-    static __thread uint8_t pool[256];
+    static __thread uint8_t pool[4096];
     static __thread size_t avail;
     if (avail < 4) {
         int rc = kite__random(pool, sizeof(pool));

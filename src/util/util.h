@@ -67,7 +67,7 @@ ssize_t kite__base64_decode(const char *in, size_t len, uint8_t *out, size_t cap
 int kite__random(void *out, size_t n);
 
 /* Four bytes for a frame's masking key (RFC 6455 §5.3: unpredictable, from a strong
- * source). Drawn from a per-thread pool refilled from kite__random() 256 bytes at a
+ * source). Drawn from a per-thread pool refilled from kite__random() 4 KiB at a
  * time, so masking a frame costs no syscall. KITE_OK or KITE_ERR_CRYPTO. */
 int kite__random_mask(uint8_t key[4]);
 
