@@ -17,7 +17,8 @@
  *     4    consume arg/31 of the pending output (checked as the peer would parse it)
  *     5    send: a message, a ping, a fragment, or a close, chosen by arg
  *     6    kite_codec_close with a code chosen by arg
- *     7    transport closed (arg 31 only), else feed arg bytes
+ *     7    transport closed (arg 31), new options from the next byte (arg 30: limits as
+ *          in byte 1, pings on with bit 6), else feed arg bytes
  *
  * Invariants checked: on_close fires at most once and nothing is called after it;
  * messages respect the limits and text is UTF-8; recv never consumes more than given
@@ -76,6 +77,7 @@ struct fz {
     size_t n;
     uint64_t now;
     struct kite_codec_config cfg;
+    uint64_t max_frame, max_message; /* the largest limits ever set */
     bool echo, pause, close_cb;
     /* callback observations */
     int closes;
@@ -108,7 +110,7 @@ static int on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t
     struct fz *z = ud;
     CHECK(!z->closes && !z->in_cb);
     CHECK(type == KITE_OP_TEXT || type == KITE_OP_BINARY);
-    CHECK(len <= z->cfg.options.max_message_size);
+    CHECK(len <= z->max_message);
     if (type == KITE_OP_TEXT)
         CHECK(kite_utf8_valid(data, len));
     z->in_cb = true;
@@ -129,7 +131,7 @@ static int on_frame(struct kite_codec *c, const struct kite_frame *f, void *ud)
 {
     struct fz *z = ud;
     CHECK(!z->closes && !z->in_cb);
-    CHECK(f->len <= z->cfg.options.max_frame_size);
+    CHECK(f->len <= z->max_frame);
     CHECK(!(f->rsv & ~z->cfg.rsv_allowed));
     z->in_cb = true;
     if (z->close_cb && f->opcode == KITE_OP_CLOSE)
@@ -341,11 +343,35 @@ static void setup(struct fz *z, const uint8_t hdr[4], struct kite_allocator *a)
         z->cfg.options.ping_period_ms = 1 + (hdr[2] & 15) * 10u;
     z->cfg.options.timeout_ms = 1 + (hdr[2] >> 4) * 10u;
     z->close_cb = (hdr[1] & 0x80) != 0;
+    z->max_frame = z->cfg.options.max_frame_size;
+    z->max_message = z->cfg.options.max_message_size;
     z->cfg.allocator = a;
     /* The peer's parser: the opposite role, any rsv bit, no size limit. */
     enum kite_role peer_role =
         z->cfg.role == KITE_ROLE_SERVER ? KITE_ROLE_CLIENT : KITE_ROLE_SERVER;
     kite__frame_parser_init(&z->peer, peer_role, UINT64_MAX, KITE_RSV_MASK, true);
+}
+
+/* Limits already promised to a frame or message in progress may be larger than new ones:
+ * the checks use the largest limits ever set. */
+static void new_options(struct fz *z, struct kite_codec *c)
+{
+    uint8_t b;
+    if (!take(z, &b))
+        return;
+    struct kite_ws_options o = *kite_codec_options(c);
+    o.max_frame_size = limits[b & 7];
+    o.max_message_size = limits[(b >> 3) & 7];
+    o.ping_period_ms = b & 0x40 ? 5 : 0;
+    o.timeout_ms = b & 0x80 ? 0 : 20;
+    int rc = kite_codec_set_options(c, &o, z->now);
+    CHECK(rc == (o.timeout_ms ? KITE_OK : KITE_ERR_INVALID));
+    if (rc != KITE_OK)
+        return;
+    z->cfg.options = o;
+    z->max_frame = KITE_MAX(z->max_frame, o.max_frame_size);
+    z->max_message = KITE_MAX(z->max_message, o.max_message_size);
+    CHECK(kite_codec_options(c)->max_frame_size == o.max_frame_size);
 }
 
 static void step(struct fz *z, struct kite_codec *c, uint8_t cmd)
@@ -365,6 +391,8 @@ static void step(struct fz *z, struct kite_codec *c, uint8_t cmd)
     default:
         if (arg == 31)
             kite_codec_transport_closed(c, -104);
+        else if (arg == 30)
+            new_options(z, c);
         else
             feed_raw(z, c, arg);
         break;

@@ -25,6 +25,53 @@
  *                      on_frame; answers nothing and sends no close by itself: the caller
  *                      owns pings and the close sequence. Framing rules (§5) and the
  *                      frame-size limit are still enforced with 1002/1009.
+ *
+ * Default mode in detail:
+ *   - Messages: a whole unfragmented frame in the input is handed over as a view of the
+ *     input (no copy); anything else is gathered in a per-connection buffer. Text is
+ *     checked as it arrives, so invalid UTF-8 fails the connection (1007) at the first
+ *     impossible byte, even before the message's last fragment. A frame over
+ *     max_frame_size, or a message whose fragments would exceed max_message_size, fails
+ *     with 1009 as soon as its header arrives.
+ *   - Pings (Ktor's pinger): ping_period_ms after the session starts (or after the last
+ *     pong), a ping with an 8-byte payload is sent; then any pong (§5.5.3: unsolicited
+ *     ones count too) within timeout_ms restarts the period. Without one, the codec
+ *     fails the connection with close 1011 "ping timeout" and on_close reports
+ *     (LOCAL, 1011, clean=false, KITE_ERR_TIMEOUT). ping_period_ms 0 sends no pings.
+ *   - The peer's close (§5.5.1): validated (1002 for a 1-byte body or a code that may
+ *     not be on the wire, 1007 for a reason that is not UTF-8); answered with a close
+ *     that echoes its code (without a body when it had none; no reason); then on_close(PEER,
+ *     clean=true, code 1005 if it had none). Input after it is not looked at.
+ *   - Our close (kite_codec_close, or a close frame sent with kite_codec_send_frame):
+ *     data frames and pings still arriving are delivered (pings get no pong: nothing is
+ *     sent after a close); the peer's close then ends it: on_close(LOCAL, clean=true).
+ *     No close within timeout_ms: on_close(LOCAL, clean=false, KITE_ERR_TIMEOUT).
+ *   - Failing the connection (§7.1.7), for a protocol error, bad UTF-8 or a size limit:
+ *     a close frame with 1002/1007/1009 and a short reason is queued, input stops, and
+ *     on_close reports (LOCAL, that code, clean=false, KITE_ERR_PROTOCOL/_UTF8/_TOO_BIG).
+ *     Running out of memory (or randomness, for a client's masks) while handling input
+ *     fails it the same way with 1011 and KITE_ERR_NOMEM (KITE_ERR_CRYPTO).
+ *
+ * Raw mode in detail: ping_period_ms is ignored. Frames that span reads are gathered
+ * (bounded by max_frame_size) and handed over whole. Close frames are not judged. The
+ * close sequence is tracked: a close sent (kite_codec_send_frame with KITE_OP_CLOSE, or
+ * kite_codec_close) and a close received; when both have happened on_close fires
+ * (clean=true, initiator = whoever sent first). After the peer's close, input stops:
+ * reply with a close (from on_frame or later). After our close, frames are still handed
+ * over until the peer's close, and timeout_ms applies as in default mode.
+ *
+ * Callbacks may call kite_codec_send, kite_codec_send_frame, kite_codec_ping,
+ * kite_codec_close, kite_codec_pending/consume, kite_codec_set_options, the getters and
+ * kite_codec_transport_closed on the same codec. Data handed to a callback stays valid
+ * for the whole callback, whatever it sends. on_close never runs nested inside another
+ * callback: an end caused from inside one (a raw close reply, transport_closed) fires
+ * on_close right after that callback returns. kite_codec_recv() from a callback returns
+ * KITE_ERR_STATE, kite_codec_tick() from a callback does nothing, and kite_codec_free()
+ * must not be called from a callback.
+ *
+ * Memory: struct kite_codec is small (176 bytes on x86-64); the buffer for payload that
+ * spans reads and the close record are allocated on first use, and buffers over 1 KiB
+ * are released when they drain. Small echo traffic allocates nothing per message.
  */
 #ifndef KITE_CODEC_H
 #define KITE_CODEC_H
@@ -116,9 +163,10 @@ KITE_EXTERN void kite_codec_config_init(struct kite_codec_config *cfg);
 
 /*
  * Create a codec. `cfg` is copied; `cb` is borrowed (must outlive the codec; usually a
- * static const struct). `now_ms` is the current time on any monotonic clock in ms,
- * used to schedule the first ping. Returns NULL when out of memory or when cfg is
- * invalid (unknown role or mode, timeout_ms of 0).
+ * static const struct; NULL or NULL members: those events are dropped). `now_ms` is the
+ * current time on any monotonic clock in ms, used to schedule the first ping. Returns
+ * NULL when out of memory or when cfg is invalid (unknown role or mode, timeout_ms of
+ * 0, rsv_allowed with bits other than KITE_RSV_MASK).
  */
 KITE_EXTERN struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
                                               const struct kite_codec_callbacks *cb, void *ud,
@@ -131,8 +179,11 @@ KITE_EXTERN void kite_codec_free(struct kite_codec *c);
  * Feed received bytes. The buffer is modified: payloads are unmasked in place.
  * Returns the number of bytes consumed (all of them, unless a callback returned
  * KITE_PAUSE, or the session closed: bytes after a close frame or a protocol error are
- * not looked at), or KITE_ERR_NOMEM if buffering a partial message failed (the
- * connection has then been failed with 1011 and on_close has fired).
+ * not looked at), or KITE_ERR_NOMEM if buffering a partial message or queueing a reply
+ * failed (KITE_ERR_CRYPTO: a client could not draw a masking key); the connection has
+ * then been failed with 1011 and on_close has fired. KITE_ERR_STATE from a callback.
+ * After a pause, feed the unconsumed bytes again later. After on_close (and in raw mode
+ * after the peer's close frame) it returns 0.
  * Protocol errors are not return values: the codec queues the close frame (1002, 1007,
  * 1009), fires on_close, and from then on kite_codec_is_closed() is true.
  */
@@ -141,16 +192,23 @@ KITE_EXTERN ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t le
 
 /*
  * Send one whole message (KITE_OP_TEXT or KITE_OP_BINARY) as one frame; `data` is
- * copied. Text is not validated here. Returns KITE_OK, KITE_ERR_CLOSED after a close
- * frame was sent, KITE_ERR_INVALID for another opcode, or KITE_ERR_NOMEM.
+ * copied (it must not point into the codec's pending output). Text is not validated
+ * here. A client masks it with a fresh key (§5.3). Returns KITE_OK, KITE_ERR_CLOSED
+ * after a close frame was sent or on_close fired, KITE_ERR_INVALID for another opcode
+ * (or data NULL with len > 0), KITE_ERR_NOMEM, or KITE_ERR_CRYPTO (client: no
+ * randomness for the mask). Nothing is queued on error.
  */
 KITE_EXTERN int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *data,
                                 size_t len);
 /*
  * Send one frame as given (fragments, control frames, rsv bits); `data` is copied.
- * Control frames must have fin set and at most 125 bytes (KITE_ERR_INVALID otherwise).
- * In raw mode a close frame sent here starts the close sequence (see module comment).
- * Returns KITE_OK, KITE_ERR_CLOSED, KITE_ERR_INVALID or KITE_ERR_NOMEM.
+ * Control frames must have fin set and at most 125 bytes, the opcode must be one of
+ * RFC 6455's and rsv only KITE_RSV* bits (KITE_ERR_INVALID otherwise). The order of
+ * fragments is the caller's business: it is not checked. A close frame sent here, in
+ * either mode, starts the close sequence like kite_codec_close (its payload is recorded
+ * as is: code, or 1005 without one); as there is no clock argument, its timeout starts
+ * at the next kite_codec_recv() or kite_codec_tick(), and kite_codec_next_timer()
+ * returns 0 ("now") until then. Returns as kite_codec_send().
  */
 KITE_EXTERN int kite_codec_send_frame(struct kite_codec *c, enum kite_opcode op, bool fin,
                                       uint8_t rsv, const void *data, size_t len);
@@ -158,10 +216,12 @@ KITE_EXTERN int kite_codec_send_frame(struct kite_codec *c, enum kite_opcode op,
 KITE_EXTERN int kite_codec_ping(struct kite_codec *c, const void *data, size_t len);
 /*
  * Start the close handshake: queue a close frame with `code` (must satisfy
- * kite_close_code_is_valid(), or be 0 for a close frame without a code) and `reason`
- * (at most 123 bytes; truncated at a UTF-8 boundary if longer; may be NULL). Then wait
- * up to timeout_ms for the peer's close. Returns KITE_OK, KITE_ERR_CLOSED if a close
- * was already sent, KITE_ERR_INVALID for a bad code, KITE_ERR_NOMEM.
+ * kite_close_code_is_valid(), or be 0 for a close frame without a code; the reason is
+ * then ignored) and `reason` (NUL-terminated UTF-8, copied; at most 123 bytes, cut at a
+ * character boundary if longer; may be NULL). Then wait up to timeout_ms (from now_ms)
+ * for the peer's close. Returns KITE_OK, KITE_ERR_CLOSED if a close was already sent or
+ * on_close fired, KITE_ERR_INVALID for a bad code or a reason that is not UTF-8,
+ * KITE_ERR_NOMEM or KITE_ERR_CRYPTO (nothing queued then).
  */
 KITE_EXTERN int kite_codec_close(struct kite_codec *c, unsigned code, const char *reason,
                                  uint64_t now_ms);
@@ -169,19 +229,24 @@ KITE_EXTERN int kite_codec_close(struct kite_codec *c, unsigned code, const char
 /* Borrow the bytes waiting to be written; returns their count (0 if none). The pointer
  * is valid until the next call on the codec. */
 KITE_EXTERN size_t kite_codec_pending(const struct kite_codec *c, const uint8_t **out);
-/* Mark `n` bytes of the pending output as written (n <= kite_codec_pending()). */
+/* Mark `n` bytes of the pending output as written (n <= kite_codec_pending()). When the
+ * output drains, a buffer grown over 1 KiB is released. */
 KITE_EXTERN void kite_codec_consume(struct kite_codec *c, size_t n);
 
 /* Run timers: pings, pong timeout, close-handshake timeout. Call when
  * kite_codec_next_timer() has passed (calling earlier or more often is harmless). */
 KITE_EXTERN void kite_codec_tick(struct kite_codec *c, uint64_t now_ms);
-/* The time (same clock as now_ms) when the codec next wants tick(); UINT64_MAX if none. */
+/* The time (same clock as now_ms) when the codec next wants tick(); UINT64_MAX if none,
+ * 0 when it wants a tick right away (a close timer to start, see send_frame). */
 KITE_EXTERN uint64_t kite_codec_next_timer(const struct kite_codec *c);
 
 /*
  * The transport ended (EOF or error `err`, a -errno or kite code, 0 for a clean EOF).
- * Fires on_close if it has not fired: with code 1006 and clean=false unless the close
- * handshake had completed.
+ * Fires on_close if it has not fired, with clean=false and error `err`: code 1006 and
+ * initiator NONE when no close frame had been sent or received; otherwise the record
+ * keeps that first close frame (its code, reason and who sent it). If on_close already
+ * fired, nothing changes. May be called from a callback (on_close then fires when the
+ * callback returns).
  */
 KITE_EXTERN void kite_codec_transport_closed(struct kite_codec *c, int err);
 
@@ -189,11 +254,15 @@ KITE_EXTERN void kite_codec_transport_closed(struct kite_codec *c, int err);
 KITE_EXTERN bool kite_codec_is_closed(const struct kite_codec *c);
 /* True once a close frame has been queued (no data can be sent any more). */
 KITE_EXTERN bool kite_codec_close_sent(const struct kite_codec *c);
-/* The close info, once on_close has fired; NULL before. Owned by the codec. */
+/* The close info, once on_close has fired; NULL before. Owned by the codec, valid until
+ * kite_codec_free(). If memory for it could not be allocated, it is a shared static
+ * record: (LOCAL, 1011, clean=false, KITE_ERR_NOMEM, "out of memory"). */
 KITE_EXTERN const struct kite_close_info *kite_codec_close_info(const struct kite_codec *c);
 
-/* Change options on a live session (Ktor's per-session setters). Timers take effect
- * from now_ms. Returns KITE_OK or KITE_ERR_INVALID (timeout_ms of 0). */
+/* Change options on a live session (Ktor's per-session setters). Timers restart from
+ * now_ms (the ping period, or the pending pong or close deadline); size limits apply to
+ * frames whose header arrives later. Returns KITE_OK or KITE_ERR_INVALID (timeout_ms of
+ * 0). */
 KITE_EXTERN int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o,
                                        uint64_t now_ms);
 KITE_EXTERN const struct kite_ws_options *kite_codec_options(const struct kite_codec *c);

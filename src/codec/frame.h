@@ -13,11 +13,27 @@
  *                        (a zero-length one for an empty payload), so frame_end always
  *                        fires once per frame.
  *   KITE__FEV_ERROR      the input breaks a rule; ev->close_code (1002 or 1009) and
- *                        ev->reason (static string) say which. The parser is then stuck:
- *                        every later call returns the same error.
+ *                        ev->reason (static string) say which. *consumed is 0. The
+ *                        parser is then stuck: every later call returns the same error.
  *
- * Input may be split anywhere, one byte at a time included; the parser buffers at
- * most the 14 header bytes itself and never copies payload.
+ * Each call reports at most one event, so call it in a loop, advancing by *consumed,
+ * until it returns NEED_MORE (or ERROR). Keep calling even when no input is left: a
+ * call with len == 0 is valid and still reports the zero-length DATA event of an empty
+ * frame whose header was the last thing consumed. NEED_MORE always means *consumed ==
+ * len. DATA has ev->data == in and ev->len == *consumed.
+ *
+ *   size_t off = 0, n;
+ *   for (;;) {
+ *       enum kite__fev e = kite__frame_parse(&p, buf + off, len - off, &n, &ev);
+ *       off += n;
+ *       if (e == KITE__FEV_NEED_MORE || e == KITE__FEV_ERROR) break;
+ *       ...
+ *   }
+ *
+ * Input may be split anywhere, one byte at a time included, with the same events (the
+ * DATA chunks follow the splits); the parser buffers at most the 14 header bytes itself
+ * and never copies payload. The rules on the first two header bytes are checked as soon
+ * as both have arrived; the length rules once the whole header has.
  *
  * Rules enforced (RFC 6455 §5): known opcodes only (§5.2); RSV bits only those in
  * rsv_allowed (claimed by negotiated extensions), and only on the first frame of a
@@ -76,6 +92,10 @@ struct kite__frame_event {
     const char *reason;  /* ERROR: short human-readable reason (static) */
 };
 
+/* Start a parser for `role` (the side we are: a server parses client frames). Frames
+ * whose payload is longer than max_frame_size fail with 1009 (control frames included;
+ * 0 allows only empty frames). rsv_allowed: KITE_RSV* bits claimed by extensions.
+ * require_mask: server role only, refuse unmasked frames (§5.1). */
 void kite__frame_parser_init(struct kite__frame_parser *p, enum kite_role role,
                              uint64_t max_frame_size, uint8_t rsv_allowed, bool require_mask);
 
@@ -89,19 +109,45 @@ size_t kite__frame_header_size(uint64_t payload_len, bool masked);
 /*
  * Write a frame header into out (room for kite__frame_header_size()). `first` is
  * fin|rsv|opcode as in byte 0: (fin ? 0x80 : 0) | rsv | opcode. `mask` is NULL for an
- * unmasked frame. Returns the bytes written.
+ * unmasked frame. payload_len must be below 2^63 (§5.2). Uses the minimal length
+ * encoding. Returns the bytes written.
  */
 size_t kite__frame_write_header(uint8_t *out, uint8_t first, uint64_t payload_len,
                                 const uint8_t *mask);
 
-/* Copy `len` bytes from src to dst masking them with key from position `offset`. */
+/*
+ * The masking key rotated to start at key position `offset` and repeated twice, as the
+ * 64-bit word whose bytes, in memory order, mask eight consecutive payload bytes
+ * (§5.3). Computed in registers: building it byte by byte in memory and loading it
+ * back as a word would stall store forwarding, which costs more than a small payload.
+ */
+static inline uint64_t kite__mask_word(const uint8_t key[4], size_t offset)
+{
+    uint32_t k;
+    memcpy(&k, key, 4);
+    unsigned sh = (unsigned)(offset & 3) * 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    k = (k << sh) | (k >> ((32 - sh) & 31));
+#else
+    k = (k >> sh) | (k << ((32 - sh) & 31));
+#endif
+    return (uint64_t)k << 32 | k;
+}
+
+/* Copy `len` bytes from src to dst masking them with key from position `offset` (any
+ * value; only offset % 4 matters, as for kite_mask). dst == src works (in place);
+ * otherwise the two must not overlap. */
 void kite__mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4],
                      size_t offset);
 
+/* Vector width cap for masking and UTF-8 validation (see codec/utf8.h). */
+extern int kite__simd_cap;
+
 /* RFC 6455 §5.5.1, §7.4: check a close frame payload. Returns 0 if valid and fills
- * *code (1005 when the payload is empty), *reason/*reason_len (a view into payload).
- * Otherwise returns the close code to fail with: 1002 (1-byte payload, invalid code)
- * or 1007 (reason not UTF-8). */
+ * *code (1005 when the payload is empty), *reason and *reason_len (a view into payload).
+ * Otherwise returns the close code to fail with: 1002 (1-byte payload, invalid code,
+ * payload over 125 bytes) or 1007 (reason not UTF-8); the outputs then read as for an
+ * empty payload (1005, no reason). */
 uint16_t kite__close_parse(const uint8_t *payload, size_t len, uint16_t *code,
                            const uint8_t **reason, size_t *reason_len);
 

@@ -21,4 +21,9 @@
  * unspecified). */
 int kite__utf8_feed(uint32_t *state, const uint8_t *p, size_t len);
 
+/* The widest vector code masking and UTF-8 validation may use: 2 = AVX2 (default; only
+ * where the CPU has it), 1 = SSE2, 0 = portable C. For tests and benchmarks, which set
+ * it before using the codec; results never depend on it. Defined in mask.c. */
+extern int kite__simd_cap;
+
 #endif

@@ -1,0 +1,785 @@
+/*
+ * codec/conn — the per-connection protocol state machine (RFC 6455 §5-§7), sans-I/O.
+ *
+ * Input runs through the frame parser (frame.h), which unmasks payload in place and
+ * reports HEADER / DATA / ERROR events. This file turns those events into messages
+ * (default mode) or frames (raw mode), answers pings, runs the close handshake and the
+ * ping/close timers, and queues everything it sends in one output buffer.
+ *
+ * Memory: struct kite_codec is kept small (an idle connection is mostly this struct).
+ * Everything a quiet connection does not need lives in a lazily allocated `aux` block:
+ * the buffer for payload that spans reads and the close record. The hot path (a whole
+ * unfragmented frame in the caller's buffer) hands the caller a view of the input and
+ * allocates nothing.
+ *
+ * Re-entrancy: callbacks may call the send/close functions. Those only touch the output
+ * buffer and the close record, never the buffer a callback's `data` may point into.
+ * on_close never runs nested inside another callback: an end decided during a callback
+ * (a raw close reply, kite_codec_transport_closed) fires right after that callback
+ * returns.
+ */
+#include <limits.h>
+
+#include "codec/conn_internal.h"
+#include "codec/utf8.h"
+
+/* Buffers larger than this are released when they drain, so a burst of big messages
+ * does not pin memory on a connection that goes quiet afterwards. */
+#define KEEP_CAP 1024u
+
+/* Ping payload: 8 bytes (the send time), so a pong can be told apart in a capture. */
+#define PING_LEN 8u
+
+enum {
+    F_RAW = 1u << 0,         /* KITE_MODE_RAW */
+    F_CLIENT = 1u << 1,      /* KITE_ROLE_CLIENT: mask what we send */
+    F_CLOSE_SENT = 1u << 2,  /* a close frame is queued: nothing more may be sent */
+    F_CLOSE_RCVD = 1u << 3,  /* the peer's close frame arrived */
+    F_STOP = 1u << 4,        /* look at no more input */
+    F_DONE = 1u << 5,        /* the outcome is decided (on_close fired or about to) */
+    F_FIRED = 1u << 6,       /* on_close has fired */
+    F_PENDING = 1u << 7,     /* on_close must fire when the current callback returns */
+    F_IN_CB = 1u << 8,       /* a user callback is running */
+    F_AWAIT_PONG = 1u << 9,  /* a ping is out; `timer` is its deadline */
+    F_ARM = 1u << 10,        /* close sent without a clock: arm the timer at next time input */
+    F_CI = 1u << 11,         /* aux->ci holds the first close frame (ours or the peer's) */
+    F_CI_NOMEM = 1u << 12,   /* no memory for the close record: report nomem_ci */
+};
+
+static const struct kite_codec_callbacks no_callbacks;
+
+/* Reported when the close record itself could not be allocated. */
+static const struct kite_close_info nomem_ci = {
+    .initiator = KITE_CLOSED_BY_LOCAL,
+    .code = KITE_CLOSE_INTERNAL_ERROR,
+    .clean = false,
+    .error = KITE_ERR_NOMEM,
+    .reason_len = 13,
+    .reason = "out of memory",
+};
+
+static uint64_t add_ms(uint64_t now, uint64_t ms)
+{
+    return now > UINT64_MAX - ms ? UINT64_MAX : now + ms;
+}
+
+void kite_ws_options_init(struct kite_ws_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->ping_period_ms = 0;
+    o->timeout_ms = 15000;
+    o->max_frame_size = 16u << 20;
+    o->max_message_size = 16u << 20;
+    o->masking = true;
+}
+
+void kite_codec_config_init(struct kite_codec_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->role = KITE_ROLE_SERVER;
+    cfg->mode = KITE_MODE_DEFAULT;
+    kite_ws_options_init(&cfg->options);
+    cfg->rsv_allowed = 0;
+    cfg->allocator = NULL;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Output
+ */
+
+/*
+ * Append one frame to the output. A client masks every frame with a fresh key
+ * (RFC 6455 §5.3); a server never masks (§5.1). `data` must not point into c->out.
+ */
+static int put_frame(struct kite_codec *c, uint8_t first, const void *data, size_t len)
+{
+    bool masked = (c->flags & F_CLIENT) != 0;
+    uint8_t key[4];
+    if (masked && kite__random_mask(key) != KITE_OK)
+        return KITE_ERR_CRYPTO;
+    size_t hlen = kite__frame_header_size(len, masked);
+    if (len > SIZE_MAX - hlen)
+        return KITE_ERR_NOMEM;
+    uint8_t *dst = kite__buf_reserve(&c->out, c->alloc, hlen + len);
+    if (!dst)
+        return KITE_ERR_NOMEM;
+    hlen = kite__frame_write_header(dst, first, len, masked ? key : NULL);
+    if (masked)
+        kite__mask_copy(dst + hlen, data, len, key, 0);
+    else if (len)
+        memcpy(dst + hlen, data, len);
+    c->out.len += hlen + len;
+    return KITE_OK;
+}
+
+/* RFC 6455 §5.5.1: a close payload is a 2-byte big-endian code and a UTF-8 reason;
+ * code 0 means a close frame with no payload at all. */
+static int put_close(struct kite_codec *c, unsigned code, const void *reason, size_t rlen)
+{
+    uint8_t payload[2 + KITE_CLOSE_REASON_MAX];
+    size_t n = 0;
+    if (code) {
+        payload[0] = (uint8_t)(code >> 8);
+        payload[1] = (uint8_t)code;
+        rlen = KITE_MIN(rlen, (size_t)KITE_CLOSE_REASON_MAX);
+        if (rlen)
+            memcpy(payload + 2, reason, rlen);
+        n = 2 + rlen;
+    }
+    return put_frame(c, 0x80 | KITE_OP_CLOSE, payload, n);
+}
+
+/* ------------------------------------------------------------------------------------
+ * The close record and on_close
+ */
+
+static int ensure_aux(struct kite_codec *c)
+{
+    if (c->aux)
+        return KITE_OK;
+    c->aux = kite__calloc(c->alloc, sizeof(*c->aux));
+    return c->aux ? KITE_OK : KITE_ERR_NOMEM;
+}
+
+/* Remember the first close frame of the session (§7.1.5, §7.1.6): who sent it, its code
+ * (1005 for none) and reason. Later close frames do not change it. aux must exist. */
+static void record_close(struct kite_codec *c, enum kite_close_initiator who, uint16_t code,
+                         const void *reason, size_t rlen)
+{
+    if (c->flags & F_CI)
+        return;
+    struct kite_close_info *ci = &c->aux->ci;
+    rlen = KITE_MIN(rlen, (size_t)KITE_CLOSE_REASON_MAX);
+    ci->initiator = who;
+    ci->code = code;
+    ci->clean = false;
+    ci->error = 0;
+    ci->reason_len = (uint8_t)rlen;
+    if (rlen)
+        memcpy(ci->reason, reason, rlen);
+    ci->reason[rlen] = '\0';
+    c->flags |= F_CI;
+}
+
+/* Record a close payload we do not judge (raw mode, kite_codec_send_frame): the code if
+ * there is one, the reason only when it is UTF-8 (the record promises UTF-8). */
+static void record_close_payload(struct kite_codec *c, enum kite_close_initiator who,
+                                 const uint8_t *p, size_t len)
+{
+    uint16_t code = KITE_CLOSE_NO_STATUS;
+    size_t rlen = 0;
+    if (len >= 2) {
+        code = (uint16_t)(p[0] << 8 | p[1]);
+        rlen = len - 2;
+        if (rlen > KITE_CLOSE_REASON_MAX || !kite_utf8_valid(p + 2, rlen))
+            rlen = 0;
+    }
+    record_close(c, who, code, len >= 2 ? p + 2 : NULL, rlen);
+}
+
+static const struct kite_close_info *close_record(const struct kite_codec *c)
+{
+    return (c->flags & F_CI_NOMEM) ? &nomem_ci : &c->aux->ci;
+}
+
+static void fire(struct kite_codec *c)
+{
+    c->flags = (uint16_t)((c->flags & ~F_PENDING) | F_FIRED);
+    if (!c->cb->on_close)
+        return;
+    c->flags |= F_IN_CB;
+    c->cb->on_close(c, close_record(c), c->ud);
+    c->flags &= (uint16_t)~F_IN_CB;
+}
+
+/*
+ * Decide how the session ended and fire on_close, now or (inside a callback) as soon
+ * as the callback returns. Without a recorded close frame the session ended without
+ * one: 1006 (§7.1.5). Only the first call counts.
+ */
+static void finish(struct kite_codec *c, bool clean, int error)
+{
+    if (c->flags & F_DONE)
+        return;
+    c->flags |= F_DONE | F_STOP;
+    if (!(c->flags & F_CI_NOMEM) && ensure_aux(c) != KITE_OK)
+        c->flags |= F_CI_NOMEM;
+    if (!(c->flags & F_CI_NOMEM)) {
+        record_close(c, KITE_CLOSED_BY_NONE, KITE_CLOSE_ABNORMAL, NULL, 0);
+        c->aux->ci.clean = clean;
+        c->aux->ci.error = error;
+    }
+    if (c->flags & F_IN_CB)
+        c->flags |= F_PENDING;
+    else
+        fire(c);
+}
+
+/* After a user callback: fire an on_close it provoked. */
+static void after_cb(struct kite_codec *c)
+{
+    c->flags &= (uint16_t)~F_IN_CB;
+    if (c->flags & F_PENDING)
+        fire(c);
+}
+
+/*
+ * "Fail the WebSocket Connection" (§7.1.7): send a close frame with `code` unless one
+ * was sent already, look at no more input, and end the session unclean with `error`.
+ * If even the close record cannot be allocated, fail with 1011 instead, so that what
+ * goes on the wire matches what on_close reports; if the close frame cannot be queued,
+ * the error becomes that of the allocation.
+ */
+static void fail(struct kite_codec *c, uint16_t code, const char *reason, int error)
+{
+    if (c->flags & F_DONE)
+        return;
+    if (ensure_aux(c) != KITE_OK) {
+        c->flags |= F_CI_NOMEM;
+        code = nomem_ci.code;
+        reason = nomem_ci.reason;
+    }
+    if (!(c->flags & F_CLOSE_SENT)) {
+        size_t rlen = strlen(reason);
+        int rc = put_close(c, code, reason, rlen);
+        if (rc != KITE_OK)
+            error = rc; /* the record keeps the code we meant to send */
+        c->flags |= F_CLOSE_SENT;
+        if (c->aux)
+            record_close(c, KITE_CLOSED_BY_LOCAL, code, reason, rlen);
+    }
+    finish(c, false, error);
+}
+
+/* Fail after a local resource error (KITE_ERR_NOMEM, KITE_ERR_CRYPTO) with 1011, and
+ * hand the error back for kite_codec_recv() to return. */
+static int fail_internal(struct kite_codec *c, int err)
+{
+    fail(c, KITE_CLOSE_INTERNAL_ERROR, err == KITE_ERR_NOMEM ? "out of memory" : "internal error",
+         err);
+    return err;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Input: buffering, messages, control frames
+ */
+
+/* Drop the buffered payload; release a big buffer so a quiet connection stays small. */
+static void msg_reset(struct kite_codec *c)
+{
+    if (!c->aux)
+        return;
+    struct kite_buf *b = &c->aux->msg;
+    if (b->cap > KEEP_CAP)
+        kite__buf_free(b, c->alloc);
+    b->off = 0;
+    b->len = 0;
+}
+
+/* The buffered bytes (never NULL, even before the buffer has memory). */
+static const uint8_t *buffered(const struct kite_codec *c)
+{
+    const struct kite_buf *b = &c->aux->msg;
+    return b->data ? kite__buf_head(b) : (const uint8_t *)"";
+}
+
+static int buffer(struct kite_codec *c, const uint8_t *data, size_t len)
+{
+    if (ensure_aux(c) != KITE_OK)
+        return KITE_ERR_NOMEM;
+    return kite__buf_append(&c->aux->msg, c->alloc, data, len);
+}
+
+static int deliver_message(struct kite_codec *c, const uint8_t *data, size_t len)
+{
+    enum kite_opcode type = (enum kite_opcode)c->msg_op;
+    int rc = KITE_OK;
+    c->msg_op = 0;
+    if (c->cb->on_message) {
+        c->flags |= F_IN_CB;
+        rc = c->cb->on_message(c, type, data, len, c->ud);
+    }
+    msg_reset(c);
+    after_cb(c);
+    return rc == KITE_PAUSE ? KITE_PAUSE : KITE_OK;
+}
+
+/* A data frame's header (default mode): start a message, enforce the message limit
+ * before any payload is buffered. */
+static void data_header(struct kite_codec *c)
+{
+    const struct kite__frame_hdr *h = &c->p.hdr;
+    uint64_t have = 0;
+    if (h->opcode == KITE_OP_CONTINUATION) {
+        have = c->aux ? c->aux->msg.len : 0;
+    } else {
+        c->msg_op = h->opcode;
+        c->utf8 = KITE__UTF8_ACCEPT;
+    }
+    if (have > c->opt.max_message_size || h->payload_len > c->opt.max_message_size - have)
+        fail(c, KITE_CLOSE_TOO_BIG, "message too big", KITE_ERR_TOO_BIG);
+}
+
+/*
+ * A chunk of a data frame (default mode). Text is checked as it arrives, so bad UTF-8
+ * fails the connection at the first impossible byte, not at the end of the message
+ * (§8.1, §5.6). A whole unfragmented frame goes to the caller as a view of the input;
+ * anything else is reassembled (§5.4).
+ */
+static int message_data(struct kite_codec *c, const struct kite__frame_event *ev)
+{
+    const struct kite__frame_hdr *h = &c->p.hdr;
+    bool text = c->msg_op == KITE_OP_TEXT;
+    if (text && kite__utf8_feed(&c->utf8, ev->data, ev->len) != 0) {
+        fail(c, KITE_CLOSE_NOT_CONSISTENT, "invalid UTF-8", KITE_ERR_UTF8);
+        return KITE_OK;
+    }
+    bool last = ev->frame_end && h->fin;
+    if (last && text && c->utf8 != KITE__UTF8_ACCEPT) {
+        fail(c, KITE_CLOSE_NOT_CONSISTENT, "truncated UTF-8", KITE_ERR_UTF8);
+        return KITE_OK;
+    }
+    if (last && h->opcode != KITE_OP_CONTINUATION && ev->len == h->payload_len)
+        return deliver_message(c, ev->data, ev->len);
+    if (buffer(c, ev->data, ev->len) != KITE_OK)
+        return fail_internal(c, KITE_ERR_NOMEM);
+    if (!last)
+        return KITE_OK;
+    return deliver_message(c, buffered(c), c->aux->msg.len);
+}
+
+/* §5.5.2/§5.5.3: answer a ping with a pong carrying the same payload; any pong shows the
+ * peer is alive (an unsolicited one included) and restarts the ping period. */
+static int ping_pong(struct kite_codec *c, uint8_t op, const uint8_t *data, size_t len,
+                     uint64_t now)
+{
+    if (op == KITE_OP_PING && !(c->flags & F_CLOSE_SENT)) {
+        int rc = put_frame(c, 0x80 | KITE_OP_PONG, data, len);
+        if (rc != KITE_OK)
+            return fail_internal(c, rc);
+    }
+    if (op == KITE_OP_PONG && (c->flags & F_AWAIT_PONG)) {
+        c->flags &= (uint16_t)~F_AWAIT_PONG;
+        if (!(c->flags & F_CLOSE_SENT))
+            c->timer = add_ms(now, c->opt.ping_period_ms);
+    }
+    if (c->cb->on_control) {
+        c->flags |= F_IN_CB;
+        c->cb->on_control(c, (enum kite_opcode)op, data, len, c->ud);
+        after_cb(c);
+    }
+    return KITE_OK;
+}
+
+/*
+ * The peer's close frame (default mode). §5.5.1: validate it, answer with a close that
+ * echoes its code (1000 when it had none), and the session is over; if we had sent the
+ * first close, this is the reply that completes the handshake (§7.1.2).
+ */
+static int peer_close(struct kite_codec *c, const uint8_t *data, size_t len)
+{
+    uint16_t code;
+    const uint8_t *reason;
+    size_t rlen;
+    uint16_t bad = kite__close_parse(data, len, &code, &reason, &rlen);
+    if (bad == KITE_CLOSE_NOT_CONSISTENT) {
+        fail(c, bad, "invalid UTF-8 in close reason", KITE_ERR_UTF8);
+        return KITE_OK;
+    }
+    if (bad) {
+        fail(c, KITE_CLOSE_PROTOCOL_ERROR, "invalid close frame", KITE_ERR_PROTOCOL);
+        return KITE_OK;
+    }
+    c->flags |= F_CLOSE_RCVD | F_STOP;
+    if (c->flags & F_CLOSE_SENT) {
+        finish(c, true, 0);
+        return KITE_OK;
+    }
+    if (ensure_aux(c) != KITE_OK)
+        return fail_internal(c, KITE_ERR_NOMEM);
+    record_close(c, KITE_CLOSED_BY_PEER, code, reason, rlen);
+    int rc = put_close(c, code == KITE_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+    c->flags |= F_CLOSE_SENT;
+    finish(c, rc == KITE_OK, rc);
+    return rc;
+}
+
+/* Raw mode: hand over the frame. A close frame is recorded first, so that a reply sent
+ * from inside on_frame completes the sequence (on_close then fires after on_frame). */
+static int raw_frame(struct kite_codec *c, const uint8_t *data, size_t len)
+{
+    const struct kite__frame_hdr *h = &c->p.hdr;
+    if (h->opcode == KITE_OP_CLOSE) {
+        if (ensure_aux(c) != KITE_OK)
+            return fail_internal(c, KITE_ERR_NOMEM);
+        record_close_payload(c, KITE_CLOSED_BY_PEER, data, len);
+        c->flags |= F_CLOSE_RCVD | F_STOP;
+    }
+    int rc = KITE_OK;
+    if (c->cb->on_frame) {
+        struct kite_frame f = {(enum kite_opcode)h->opcode, h->fin, h->rsv, data, len};
+        c->flags |= F_IN_CB;
+        rc = c->cb->on_frame(c, &f, c->ud);
+        c->flags &= (uint16_t)~F_IN_CB;
+    }
+    if (h->opcode == KITE_OP_CLOSE && (c->flags & F_CLOSE_SENT))
+        finish(c, true, 0);
+    after_cb(c);
+    return rc == KITE_PAUSE ? KITE_PAUSE : KITE_OK;
+}
+
+/* A whole frame that is not a default-mode data frame. */
+static int frame_done(struct kite_codec *c, const uint8_t *data, size_t len, uint64_t now)
+{
+    uint8_t op = c->p.hdr.opcode;
+    if (c->flags & F_RAW)
+        return raw_frame(c, data, len);
+    if (op == KITE_OP_CLOSE)
+        return peer_close(c, data, len);
+    return ping_pong(c, op, data, len, now);
+}
+
+/*
+ * A chunk of a frame that is handled whole: raw-mode frames and control frames. A frame
+ * that lies whole in the input is handled in place; otherwise its chunks are gathered
+ * in aux->msg (after any message bytes) until it ends.
+ */
+static int whole_frame_data(struct kite_codec *c, const struct kite__frame_event *ev,
+                            uint64_t now)
+{
+    if (ev->frame_end && ev->len == c->p.hdr.payload_len)
+        return frame_done(c, ev->data, ev->len, now);
+    if (buffer(c, ev->data, ev->len) != KITE_OK)
+        return fail_internal(c, KITE_ERR_NOMEM);
+    bool raw = (c->flags & F_RAW) != 0;
+    if (!raw)
+        c->ctl_len = (uint8_t)(c->ctl_len + ev->len); /* control payload <= 125 */
+    if (!ev->frame_end)
+        return KITE_OK;
+    struct kite_buf *b = &c->aux->msg;
+    size_t n = raw ? b->len : c->ctl_len;
+    int rc = frame_done(c, buffered(c) + b->len - n, n, now);
+    b->len -= n;
+    c->ctl_len = 0;
+    if (b->len == 0)
+        msg_reset(c);
+    return rc;
+}
+
+static int on_event(struct kite_codec *c, enum kite__fev e, const struct kite__frame_event *ev,
+                    uint64_t now)
+{
+    bool data_frame = c->p.hdr.opcode < 0x8 && !(c->flags & F_RAW);
+    switch (e) {
+    case KITE__FEV_HEADER:
+        if (data_frame)
+            data_header(c);
+        return KITE_OK;
+    case KITE__FEV_DATA:
+        return data_frame ? message_data(c, ev) : whole_frame_data(c, ev, now);
+    case KITE__FEV_ERROR:
+        fail(c, ev->close_code, ev->reason ? ev->reason : "protocol error",
+             ev->close_code == KITE_CLOSE_TOO_BIG ? KITE_ERR_TOO_BIG : KITE_ERR_PROTOCOL);
+        return KITE_OK;
+    default:
+        return KITE_OK;
+    }
+}
+
+ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len, uint64_t now_ms)
+{
+    uint8_t none = 0;
+    if (c->flags & F_IN_CB)
+        return KITE_ERR_STATE;
+    if (c->flags & F_STOP)
+        return 0;
+    if (c->flags & F_ARM) {
+        c->flags &= (uint16_t)~F_ARM;
+        c->timer = add_ms(now_ms, c->opt.timeout_ms);
+    }
+    if (!in)
+        in = &none, len = 0;
+    if (len > (size_t)SSIZE_MAX)
+        len = (size_t)SSIZE_MAX;
+    size_t off = 0;
+    for (;;) {
+        size_t n = 0;
+        struct kite__frame_event ev;
+        enum kite__fev e = kite__frame_parse(&c->p, in + off, len - off, &n, &ev);
+        off += n;
+        if (e == KITE__FEV_NEED_MORE)
+            break;
+        int rc = on_event(c, e, &ev, now_ms);
+        if (rc < 0)
+            return rc;
+        if (rc == KITE_PAUSE || (c->flags & F_STOP))
+            break;
+    }
+    return (ssize_t)off;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Sending
+ */
+
+static int can_send(const struct kite_codec *c)
+{
+    return (c->flags & (F_DONE | F_CLOSE_SENT)) ? KITE_ERR_CLOSED : KITE_OK;
+}
+
+int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *data, size_t len)
+{
+    if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
+        return KITE_ERR_INVALID;
+    int rc = can_send(c);
+    return rc != KITE_OK ? rc : put_frame(c, (uint8_t)(0x80 | type), data, len);
+}
+
+/* A close frame has been queued (§7.1.2): start the wait for the peer's. In raw mode the
+ * peer's close may already be in, which completes the sequence. */
+static void close_queued(struct kite_codec *c)
+{
+    c->flags |= F_CLOSE_SENT;
+    c->flags &= (uint16_t)~F_AWAIT_PONG;
+    if (c->flags & F_CLOSE_RCVD)
+        finish(c, true, 0);
+}
+
+static bool known_opcode(unsigned op)
+{
+    return op <= KITE_OP_BINARY || (op >= KITE_OP_CLOSE && op <= KITE_OP_PONG);
+}
+
+int kite_codec_send_frame(struct kite_codec *c, enum kite_opcode op, bool fin, uint8_t rsv,
+                          const void *data, size_t len)
+{
+    bool control = (op & 0x8) != 0;
+    if (!known_opcode(op) || (rsv & ~KITE_RSV_MASK) || (!data && len) ||
+        (control && (!fin || len > 125)))
+        return KITE_ERR_INVALID;
+    int rc = can_send(c);
+    if (rc != KITE_OK)
+        return rc;
+    uint8_t first = (uint8_t)((fin ? 0x80 : 0) | rsv | op);
+    if (op != KITE_OP_CLOSE)
+        return put_frame(c, first, data, len);
+    if (ensure_aux(c) != KITE_OK)
+        return KITE_ERR_NOMEM;
+    rc = put_frame(c, first, data, len);
+    if (rc != KITE_OK)
+        return rc;
+    record_close_payload(c, KITE_CLOSED_BY_LOCAL, data, len);
+    /* No clock here: the close timer starts at the next recv() or tick(). */
+    c->flags |= F_ARM;
+    c->timer = 0;
+    close_queued(c);
+    return KITE_OK;
+}
+
+int kite_codec_ping(struct kite_codec *c, const void *data, size_t len)
+{
+    return kite_codec_send_frame(c, KITE_OP_PING, true, 0, data, len);
+}
+
+/* Cut a reason to at most KITE_CLOSE_REASON_MAX bytes without splitting a character. */
+static size_t reason_cut(const char *reason)
+{
+    size_t n = strlen(reason);
+    if (n <= KITE_CLOSE_REASON_MAX)
+        return n;
+    n = KITE_CLOSE_REASON_MAX;
+    while (n > 0 && ((uint8_t)reason[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+int kite_codec_close(struct kite_codec *c, unsigned code, const char *reason, uint64_t now_ms)
+{
+    int rc = can_send(c);
+    if (rc != KITE_OK)
+        return rc;
+    if (code && !kite_close_code_is_valid(code))
+        return KITE_ERR_INVALID;
+    size_t rlen = code && reason ? reason_cut(reason) : 0;
+    if (rlen && !kite_utf8_valid((const uint8_t *)reason, rlen))
+        return KITE_ERR_INVALID;
+    if (ensure_aux(c) != KITE_OK)
+        return KITE_ERR_NOMEM;
+    rc = put_close(c, code, reason, rlen);
+    if (rc != KITE_OK)
+        return rc;
+    record_close(c, KITE_CLOSED_BY_LOCAL, code ? (uint16_t)code : KITE_CLOSE_NO_STATUS, reason,
+                 rlen);
+    c->flags &= (uint16_t)~F_ARM;
+    c->timer = add_ms(now_ms, c->opt.timeout_ms);
+    close_queued(c);
+    return KITE_OK;
+}
+
+size_t kite_codec_pending(const struct kite_codec *c, const uint8_t **out)
+{
+    *out = c->out.len ? kite__buf_head(&c->out) : NULL;
+    return c->out.len;
+}
+
+void kite_codec_consume(struct kite_codec *c, size_t n)
+{
+    kite__buf_consume(&c->out, n);
+    if (c->out.len == 0 && c->out.cap > KEEP_CAP)
+        kite__buf_free(&c->out, c->alloc);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Time
+ */
+
+/* Default mode with a ping period: ping, or give up on a ping that got no pong. */
+static void ping_timer(struct kite_codec *c, uint64_t now)
+{
+    if (c->flags & F_AWAIT_PONG) {
+        fail(c, KITE_CLOSE_INTERNAL_ERROR, "ping timeout", KITE_ERR_TIMEOUT);
+        return;
+    }
+    uint8_t payload[PING_LEN];
+    for (unsigned i = 0; i < PING_LEN; i++)
+        payload[i] = (uint8_t)(now >> (8 * (PING_LEN - 1 - i)));
+    if (put_frame(c, 0x80 | KITE_OP_PING, payload, sizeof(payload)) != KITE_OK) {
+        /* Out of memory: try again next period rather than kill a quiet session. */
+        c->timer = add_ms(now, c->opt.ping_period_ms);
+        return;
+    }
+    c->flags |= F_AWAIT_PONG;
+    c->timer = add_ms(now, c->opt.timeout_ms);
+}
+
+void kite_codec_tick(struct kite_codec *c, uint64_t now_ms)
+{
+    if (c->flags & (F_DONE | F_IN_CB))
+        return;
+    if (c->flags & F_ARM) {
+        c->flags &= (uint16_t)~F_ARM;
+        c->timer = add_ms(now_ms, c->opt.timeout_ms);
+        return;
+    }
+    if (now_ms < c->timer)
+        return;
+    if (c->flags & F_CLOSE_SENT) {
+        /* §7.1.1: the peer did not answer our close in time. */
+        finish(c, false, KITE_ERR_TIMEOUT);
+        return;
+    }
+    if (!(c->flags & F_RAW) && c->opt.ping_period_ms)
+        ping_timer(c, now_ms);
+}
+
+uint64_t kite_codec_next_timer(const struct kite_codec *c)
+{
+    if (c->flags & F_DONE)
+        return UINT64_MAX;
+    if (c->flags & F_CLOSE_SENT)
+        return c->timer;
+    if (!(c->flags & F_RAW) && c->opt.ping_period_ms)
+        return c->timer;
+    return UINT64_MAX;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Life cycle and state
+ */
+
+static bool options_ok(const struct kite_ws_options *o)
+{
+    return o->timeout_ms != 0;
+}
+
+struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
+                                  const struct kite_codec_callbacks *cb, void *ud,
+                                  uint64_t now_ms)
+{
+    if (!cfg || (cfg->role != KITE_ROLE_SERVER && cfg->role != KITE_ROLE_CLIENT) ||
+        (cfg->mode != KITE_MODE_DEFAULT && cfg->mode != KITE_MODE_RAW) ||
+        !options_ok(&cfg->options) || (cfg->rsv_allowed & ~KITE_RSV_MASK))
+        return NULL;
+    struct kite_codec *c = kite__calloc(cfg->allocator, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->alloc = cfg->allocator;
+    c->cb = cb ? cb : &no_callbacks;
+    c->ud = ud;
+    c->opt = cfg->options;
+    if (cfg->role == KITE_ROLE_CLIENT)
+        c->flags |= F_CLIENT;
+    if (cfg->mode == KITE_MODE_RAW)
+        c->flags |= F_RAW;
+    kite__frame_parser_init(&c->p, cfg->role, c->opt.max_frame_size, cfg->rsv_allowed,
+                            cfg->role == KITE_ROLE_SERVER && c->opt.masking);
+    c->timer = add_ms(now_ms, c->opt.ping_period_ms);
+    return c;
+}
+
+void kite_codec_free(struct kite_codec *c)
+{
+    if (!c)
+        return;
+    if (c->aux) {
+        kite__buf_free(&c->aux->msg, c->alloc);
+        kite__free(c->alloc, c->aux);
+    }
+    kite__buf_free(&c->out, c->alloc);
+    kite__free(c->alloc, c);
+}
+
+void kite_codec_transport_closed(struct kite_codec *c, int err)
+{
+    /* With a close frame already sent or received, the record keeps it (and says who
+     * started); otherwise finish() records 1006 (§7.1.5: closed without a close frame). */
+    finish(c, false, err);
+}
+
+bool kite_codec_is_closed(const struct kite_codec *c)
+{
+    return (c->flags & F_FIRED) != 0;
+}
+
+bool kite_codec_close_sent(const struct kite_codec *c)
+{
+    return (c->flags & F_CLOSE_SENT) != 0;
+}
+
+const struct kite_close_info *kite_codec_close_info(const struct kite_codec *c)
+{
+    return (c->flags & F_FIRED) ? close_record(c) : NULL;
+}
+
+int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o,
+                           uint64_t now_ms)
+{
+    if (!o || !options_ok(o))
+        return KITE_ERR_INVALID;
+    c->opt = *o;
+    c->p.max_frame_size = o->max_frame_size;
+    if (!(c->flags & F_CLIENT))
+        c->p.require_mask = o->masking;
+    if (c->flags & F_DONE)
+        return KITE_OK;
+    if (c->flags & F_CLOSE_SENT) {
+        c->flags &= (uint16_t)~F_ARM;
+        c->timer = add_ms(now_ms, o->timeout_ms);
+    } else if (!o->ping_period_ms) {
+        c->flags &= (uint16_t)~F_AWAIT_PONG;
+    } else {
+        bool waiting = (c->flags & F_AWAIT_PONG) != 0;
+        c->timer = add_ms(now_ms, waiting ? o->timeout_ms : o->ping_period_ms);
+    }
+    return KITE_OK;
+}
+
+const struct kite_ws_options *kite_codec_options(const struct kite_codec *c)
+{
+    return &c->opt;
+}
+
+void kite_codec_set_user_data(struct kite_codec *c, void *ud)
+{
+    c->ud = ud;
+}
