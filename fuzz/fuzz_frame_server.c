@@ -6,7 +6,8 @@
  * Input layout:
  *   byte 0      parser config: bits 0-2 the RSV bits extensions claimed, bit 3 require
  *               masking (server role), bits 4-6 pick the frame size limit
- *   bytes 1-4   seed for the chunk sizes
+ *   bytes 1-4   seed for the chunk sizes; byte 1 mod 3 also picks the vector width
+ *               used for unmasking large chunks (kite__simd_cap)
  *   the rest    the byte stream
  *
  * The stream is parsed twice, whole and cut into chunks of sizes drawn from the seed
@@ -220,6 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .require_mask = (data[0] & 8u) != 0,
         .max = size_limits[(data[0] >> 4) & 7u],
     };
+    kite__simd_cap = 2 - data[1] % 3;
     uint32_t seed = (uint32_t)data[1] | (uint32_t)data[2] << 8 | (uint32_t)data[3] << 16 |
                     (uint32_t)data[4] << 24;
     const uint8_t *in = data + 5;

@@ -2,7 +2,8 @@
  * Fuzz target: UTF-8 validation (src/codec/utf8.c), differential against the plain
  * reference below.
  *
- * Input layout: bytes 0-1 seed the chunk sizes; the rest is the text.
+ * Input layout: bytes 0-1 seed the chunk sizes and pick the vector width (byte 0 mod 3
+ * gives kite__simd_cap: AVX2 where available, SSE2, portable C); the rest is the text.
  *
  * The reference decodes one character at a time and, for a character it has only part
  * of, asks whether any completion is a valid code point (RFC 3629 §3-4): the completions
@@ -93,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
+    kite__simd_cap = 2 - data[0] % 3;
     uint32_t x = ((uint32_t)data[0] | (uint32_t)data[1] << 8) * 2654435761u | 1u;
     const uint8_t *s = data + 2;
     size_t n = size - 2;

@@ -102,7 +102,9 @@ KITE_AVX2_FN static size_t xor_avx2(uint8_t *dst, const uint8_t *src, size_t len
 #if defined(KITE_MASK_AVX2_DISPATCH)
 static bool have_avx2(void)
 {
-    /* __builtin_cpu_supports reads data the runtime fills in before main(): no race. */
+    /* The CPU model is filled in by a runtime constructor; init is a no-op once it
+     * ran, and makes this safe to reach from another constructor too. */
+    __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
 }
 #endif

@@ -17,8 +17,8 @@
  * Long buffers go through a vector check on x86-64: 32 bytes at once with AVX2 when the
  * CPU has it (chosen at run time), else 16 with SSE2 (always there); both skip ASCII 64
  * bytes at a time. Elsewhere, or with KITE_NO_SIMD, or with kite__simd_cap lowered, an
- * 8-byte ASCII skip stands in. All leave the byte machine for the tail and for
- * sequences that cross a chunk boundary.
+ * 8-byte ASCII skip and a table-driven check of one whole character per step stand in.
+ * All leave the byte machine for the tail and for sequences that cross a chunk boundary.
  */
 #include "codec/utf8.h"
 #include "kite/codec.h"
@@ -39,34 +39,41 @@
 #define ST_ANY_CONT(n) ST(n, 0x80, 0xBF)
 #define ST_INVALID 0xFFFFFFFFu
 
-/* The state after lead byte `b` (>= 0x80), or ST_INVALID. RFC 3629 §4. */
-static uint32_t lead_state(uint8_t b)
-{
-    if (b < 0xC2) /* continuation byte, or C0/C1 (always overlong) */
-        return ST_INVALID;
-    if (b < 0xE0)
-        return ST_ANY_CONT(1);
-    if (b < 0xF0) {
-        if (b == 0xE0)
-            return ST(2, 0xA0, 0xBF); /* below A0: overlong */
-        if (b == 0xED)
-            return ST(2, 0x80, 0x9F); /* from A0: surrogates D800-DFFF */
-        return ST_ANY_CONT(2);
-    }
-    if (b == 0xF0)
-        return ST(3, 0x90, 0xBF); /* below 90: overlong */
-    if (b < 0xF4)
-        return ST_ANY_CONT(3);
-    if (b == 0xF4)
-        return ST(3, 0x80, 0x8F); /* from 90: above U+10FFFF */
-    return ST_INVALID;            /* F5-FF never appear */
-}
+/*
+ * The state after each byte seen between characters (RFC 3629 §4): 0 for ASCII,
+ * ST_INVALID for bytes that cannot start a character (continuation bytes; C0 and C1,
+ * which only start overlong forms; F5-FF, beyond U+10FFFF), and for lead bytes the
+ * count and the range of the next byte. Only E0, ED, F0 and F4 narrow that range.
+ */
+#define R4(x) x, x, x, x
+#define R16(x) R4(x), R4(x), R4(x), R4(x)
+#define I_ ST_INVALID
+#define C1 ST_ANY_CONT(1)
+#define C2 ST_ANY_CONT(2)
+#define C3 ST_ANY_CONT(3)
+static const uint32_t lead_table[] = {
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 00-7F */
+    R16(I_), R16(I_), R16(I_), R16(I_),                             /* 80-BF */
+    I_, I_, C1, C1, R4(C1), R4(C1), R4(C1),                         /* C0-CF */
+    R16(C1),                                                        /* D0-DF */
+    ST(2, 0xA0, 0xBF), C2, C2, C2, R4(C2), R4(C2),                  /* E0-EB */
+    C2, ST(2, 0x80, 0x9F), C2, C2,                                  /* EC-EF */
+    ST(3, 0x90, 0xBF), C3, C3, C3, ST(3, 0x80, 0x8F),               /* F0-F4 */
+    I_, I_, I_, R4(I_), R4(I_),                                     /* F5-FF */
+};
+_Static_assert(sizeof(lead_table) == 256 * sizeof(uint32_t), "one entry per byte value");
+#undef R4
+#undef R16
+#undef I_
+#undef C1
+#undef C2
+#undef C3
 
 /* One byte through the machine. Returns ST_INVALID when `b` cannot follow `st`. */
 static uint32_t step(uint32_t st, uint8_t b)
 {
     if (st == KITE__UTF8_ACCEPT)
-        return b < 0x80 ? KITE__UTF8_ACCEPT : lead_state(b);
+        return lead_table[b];
     if (b < (st & 0xFF) || b > ((st >> 8) & 0xFF))
         return ST_INVALID;
     uint32_t more = (st >> 16) - 1;
@@ -105,26 +112,34 @@ static size_t incomplete_tail(const uint8_t *p, size_t start, size_t end)
     return end;
 }
 
-/* No vectors: skip ASCII eight bytes at a time, check the rest byte by byte. Works
- * anywhere; *done is a multiple of 8. */
+/*
+ * No vectors: skip ASCII eight bytes at a time; otherwise check one whole character
+ * per step from the lead byte's table entry, with the tests combined arithmetically
+ * instead of branching on the character's length, which mixed text makes random.
+ * Stops at a character boundary with fewer than 8 bytes left.
+ */
 static int check_blocks_portable(const uint8_t *p, size_t len, size_t *done)
 {
     const uint64_t high = 0x8080808080808080ull;
-    uint32_t st = KITE__UTF8_ACCEPT;
     size_t i = 0;
     while (i + 8 <= len) {
         uint64_t w;
         memcpy(&w, p + i, 8);
-        if (st == KITE__UTF8_ACCEPT && (w & high) == 0) {
+        if ((w & high) == 0) {
             i += 8;
             continue;
         }
-        size_t end = i + 8;
-        for (; i < end; i++) {
-            st = step(st, p[i]);
-            if (st == ST_INVALID)
-                return -1;
-        }
+        uint32_t st = lead_table[p[i]];
+        if (st == ST_INVALID)
+            return -1;
+        unsigned more = st >> 16; /* 0-3; bytes i+1..i+3 are in the buffer */
+        unsigned c1 = p[i + 1], c2 = p[i + 2], c3 = p[i + 3];
+        unsigned bad = (more >= 1) & ((c1 < (st & 0xFF)) | (c1 > ((st >> 8) & 0xFF)));
+        bad |= (more >= 2) & ((c2 & 0xC0u) != 0x80u);
+        bad |= (more >= 3) & ((c3 & 0xC0u) != 0x80u);
+        if (bad)
+            return -1;
+        i += more + 1;
     }
     *done = i;
     return 0;
@@ -256,7 +271,9 @@ KITE_AVX2_FN static int check_blocks_avx2(const uint8_t *p, size_t len, size_t *
 
 static bool have_avx2(void)
 {
-    /* Filled in by the runtime before main(); reading it races with nothing. */
+    /* The CPU model is filled in by a runtime constructor; init is a no-op once it
+     * ran, and makes this safe to reach from another constructor too. */
+    __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
 }
 #endif
