@@ -15,5 +15,8 @@
 
 #include "kite/common.h"
 #include "kite/codec.h"
+#include "kite/loop.h"
+#include "kite/session.h"
+#include "kite/server.h"
 
 #endif

@@ -1,0 +1,269 @@
+/* Option parsing, logging and serving shared by the kite subcommands (programs.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "programs/programs.h"
+
+int prog_verbosity = PROG_NORMAL;
+static const char *prog_name = "kite";
+
+void prog_log(int level, const char *fmt, ...)
+{
+    if (level > prog_verbosity)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "kite %s: %s\n", prog_name, line);
+}
+
+/* Parse an unsigned decimal with an optional binary suffix (k, m, g). */
+static int parse_u64(const char *s, uint64_t max, bool suffix, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    uint64_t mul = 1;
+    if (suffix && *end) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            mul = 1ull << 10;
+            break;
+        case 'm':
+        case 'M':
+            mul = 1ull << 20;
+            break;
+        case 'g':
+        case 'G':
+            mul = 1ull << 30;
+            break;
+        default:
+            return -1;
+        }
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+    }
+    if (*end || v > max / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int bad_value(const char *opt, const char *val, const char *expect)
+{
+    fprintf(stderr, "kite %s: invalid value for %s: '%s' (expected %s)\n", prog_name, opt,
+            val ? val : "", expect);
+    return 2;
+}
+
+/* Apply one option with its value. Returns 0, or 2 after printing an error. */
+static int apply(struct prog_opts *o, const char *opt, const char *val)
+{
+    uint64_t v;
+    if (strcmp(opt, "--host") == 0) {
+        if (!*val)
+            return bad_value(opt, val, "a host name or address");
+        o->host = val;
+    } else if (strcmp(opt, "--port") == 0) {
+        if (parse_u64(val, 65535, false, &v) < 0)
+            return bad_value(opt, val, "a port number 0-65535");
+        o->port = (uint16_t)v;
+    } else if (strcmp(opt, "--max-message") == 0) {
+        if (parse_u64(val, UINT64_MAX, true, &v) < 0 || v == 0)
+            return bad_value(opt, val, "a size in bytes > 0, e.g. 16777216 or 16M");
+        o->ws.max_message_size = v;
+    } else if (strcmp(opt, "--max-frame") == 0) {
+        if (parse_u64(val, UINT64_MAX, true, &v) < 0 || v == 0)
+            return bad_value(opt, val, "a size in bytes > 0, e.g. 1048576 or 1M");
+        o->ws.max_frame_size = v;
+    } else if (strcmp(opt, "--ping-period") == 0) {
+        if (parse_u64(val, UINT32_MAX, false, &v) < 0)
+            return bad_value(opt, val, "milliseconds, 0 for none");
+        o->ws.ping_period_ms = (uint32_t)v;
+    } else if (strcmp(opt, "--timeout") == 0) {
+        if (parse_u64(val, UINT32_MAX, false, &v) < 0 || v == 0)
+            return bad_value(opt, val, "milliseconds > 0");
+        o->ws.timeout_ms = (uint32_t)v;
+    } else {
+        fprintf(stderr, "kite %s: unknown option '%s' (try 'kite %s --help')\n", prog_name, opt,
+                prog_name);
+        return 2;
+    }
+    return 0;
+}
+
+static bool takes_value(const char *opt)
+{
+    static const char *const with[] = {"--host",      "--port",        "--max-message",
+                                       "--max-frame", "--ping-period", "--timeout"};
+    for (size_t i = 0; i < sizeof(with) / sizeof(with[0]); i++)
+        if (strcmp(opt, with[i]) == 0)
+            return true;
+    return false;
+}
+
+int prog_parse(int argc, char **argv, struct prog_opts *o, const char *usage)
+{
+    prog_name = o->name;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            o->verbosity = PROG_QUIET;
+            continue;
+        }
+        if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            o->verbosity = PROG_VERBOSE;
+            continue;
+        }
+        char opt[32];
+        const char *eq = strchr(a, '=');
+        const char *val;
+        if (eq && (size_t)(eq - a) < sizeof(opt)) {
+            memcpy(opt, a, (size_t)(eq - a));
+            opt[eq - a] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(opt, sizeof(opt), "%s", a);
+            if (!takes_value(a)) {
+                val = NULL;
+            } else if (i + 1 < argc) {
+                val = argv[++i];
+            } else {
+                fprintf(stderr, "kite %s: option %s needs a value\n", prog_name, a);
+                return 2;
+            }
+        }
+        if (!takes_value(opt)) {
+            fprintf(stderr, "kite %s: unknown option '%s' (try 'kite %s --help')\n", prog_name, a,
+                    prog_name);
+            return 2;
+        }
+        int rc = apply(o, opt, val);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void app_log(enum kite_log_level level, const char *line, void *ud)
+{
+    (void)ud;
+    prog_log(level <= KITE_LOG_INFO ? PROG_NORMAL : PROG_VERBOSE, "%s", line);
+}
+
+struct kite_app *prog_app_new(const struct prog_opts *o)
+{
+    prog_verbosity = o->verbosity;
+    struct kite_app_options ao;
+    kite_app_options_init(&ao);
+    ao.ws = o->ws;
+    /* An echo must be able to queue a maximum-size message several times over. */
+    uint64_t want =
+        o->ws.max_message_size > SIZE_MAX / 8 ? SIZE_MAX / 2 : 4 * o->ws.max_message_size;
+    if (ao.send.hard_limit < want)
+        ao.send.hard_limit = (size_t)want;
+    ao.log = app_log;
+    ao.log_level = o->verbosity >= PROG_VERBOSE ? KITE_LOG_DEBUG : KITE_LOG_INFO;
+    struct kite_app *app = kite_app_new(&ao);
+    if (!app)
+        fprintf(stderr, "kite %s: cannot create the server (out of memory?)\n", o->name);
+    return app;
+}
+
+int prog_serve(struct kite_app *app, const struct prog_opts *o)
+{
+    int rc = kite_app_listen(app, o->host, o->port);
+    if (rc == -EADDRINUSE) {
+        fprintf(stderr, "kite %s: port %u is in use; try --port 0 or another port\n", o->name,
+                (unsigned)o->port);
+    } else if (rc == -EACCES) {
+        fprintf(stderr, "kite %s: no permission to listen on port %u; try a port above 1023\n",
+                o->name, (unsigned)o->port);
+    } else if (rc == -EADDRNOTAVAIL || rc == KITE_ERR_RESOLVE || rc == KITE_ERR_INVALID) {
+        fprintf(stderr, "kite %s: cannot listen on host '%s': %s\n", o->name, o->host,
+                kite_strerror(rc));
+    } else if (rc < 0) {
+        fprintf(stderr, "kite %s: cannot listen on %s:%u: %s\n", o->name, o->host,
+                (unsigned)o->port, kite_strerror(rc));
+    }
+    if (rc < 0) {
+        kite_app_free(app);
+        return 1;
+    }
+    char url[128];
+    kite_app_listener_url(app, 0, url, sizeof(url));
+    printf("listening on %s\n", url);
+    fflush(stdout);
+    rc = kite_app_run(app, NULL, 0);
+    kite_app_free(app);
+    if (rc < 0) {
+        fprintf(stderr, "kite %s: %s\n", o->name, kite_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- connection events ------------------------------------------------------------- */
+
+static unsigned long next_id = 1;
+
+unsigned long prog_session_id(struct kite_session *s)
+{
+    return (unsigned long)(uintptr_t)kite_session_user_data(s);
+}
+
+void prog_log_open(struct kite_session *s, const struct kite_request *req)
+{
+    kite_session_set_user_data(s, (void *)(uintptr_t)next_id++);
+    if (prog_verbosity < PROG_NORMAL)
+        return;
+    char addr[80];
+    kite_request_remote_addr(req, addr, sizeof(addr));
+    struct kite_str path = kite_request_path(req);
+    const char *proto = kite_request_subprotocol(req);
+    prog_log(PROG_NORMAL, "#%lu open %.*s from %s%s%s", prog_session_id(s), (int)path.len, path.ptr,
+             addr, proto ? " subprotocol " : "", proto ? proto : "");
+}
+
+static const char *initiator_name(enum kite_close_initiator i)
+{
+    switch (i) {
+    case KITE_CLOSED_BY_LOCAL:
+        return "by server";
+    case KITE_CLOSED_BY_PEER:
+        return "by client";
+    default:
+        return "without close frame";
+    }
+}
+
+void prog_log_close(struct kite_session *s, const struct kite_close_info *ci)
+{
+    prog_log(PROG_NORMAL, "#%lu close %u \"%.*s\" %s, %s", prog_session_id(s), (unsigned)ci->code,
+             (int)ci->reason_len, ci->reason, initiator_name(ci->initiator),
+             ci->clean ? "clean" : "not clean");
+}
+
+void prog_log_error(struct kite_session *s, int err)
+{
+    prog_log(PROG_NORMAL, "#%lu error %s: %s", prog_session_id(s), kite_err_name(err),
+             kite_strerror(err));
+}

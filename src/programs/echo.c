@@ -1,0 +1,102 @@
+/*
+ * kite echo — every text and binary message, on any path, comes back as one message of
+ * the same type. The target for conformance suites and benchmarks.
+ *
+ * Flow control: when a reply cannot be written as fast as requests come in (the queue
+ * passes the high-water mark), the session stops reading until the queue drains, so a
+ * client that sends without reading slows itself down instead of growing our memory.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "programs/programs.h"
+#include "session/session.h"
+
+static const char usage[] =
+    "usage: kite echo [--host H] [--port N] [-q|-v] [options]\n"
+    "\n"
+    "Echo every WebSocket message, on any path, back as one message of the same type.\n"
+    "\n"
+    "  --host H            address to listen on (default 127.0.0.1; 0.0.0.0 or :: for all)\n"
+    "  --port N            port (default 9001; 0 picks a free one)\n"
+    "  --max-message BYTES largest message accepted (default 16M); bigger -> close 1009\n"
+    "  --max-frame BYTES   largest frame accepted (default 16M); bigger -> close 1009\n"
+    "  --ping-period MS    ping every MS milliseconds (default 0: never)\n"
+    "  --timeout MS        pong and close-handshake timeout (default 15000)\n"
+    "  -q, --quiet         log errors only\n"
+    "  -v, --verbose       also log every request and message\n"
+    "\n"
+    "The first line on stdout is 'listening on ws://HOST:PORT/'. SIGINT or SIGTERM closes\n"
+    "every session with 1001 and exits 0.\n";
+
+static void on_open(struct kite_session *s, const struct kite_request *req, void *ud)
+{
+    (void)ud;
+    prog_log_open(s, req);
+}
+
+static void on_message(struct kite_session *s, const struct kite_msg *m, void *ud)
+{
+    (void)ud;
+    prog_log(PROG_VERBOSE, "#%lu %s %zu bytes", prog_session_id(s),
+             m->type == KITE_OP_TEXT ? "text" : "binary", m->len);
+    int rc = kite_session_send(s, m->type, m->data, m->len, NULL);
+    if (rc == KITE_SEND_QUEUED)
+        kite__session_pause(s); /* resumed by on_drain */
+    else if (rc == KITE_ERR_NOMEM)
+        kite_session_close(s, KITE_CLOSE_INTERNAL_ERROR, "out of memory");
+}
+
+static void on_drain(struct kite_session *s, void *ud)
+{
+    (void)ud;
+    kite__session_resume(s);
+}
+
+static void on_error(struct kite_session *s, int err, void *ud)
+{
+    (void)ud;
+    prog_log_error(s, err);
+}
+
+static void on_close(struct kite_session *s, const struct kite_close_info *ci, void *ud)
+{
+    (void)ud;
+    prog_log_close(s, ci);
+}
+
+static const struct kite_ws_callbacks callbacks = {
+    .on_open = on_open,
+    .on_message = on_message,
+    .on_drain = on_drain,
+    .on_error = on_error,
+    .on_close = on_close,
+};
+
+static void health(const struct kite_request *req, struct kite_response *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    res->body = "ok\n";
+    res->body_len = 3;
+}
+
+int prog_echo(int argc, char **argv)
+{
+    struct prog_opts o = {
+        .name = "echo", .host = "127.0.0.1", .port = 9001, .verbosity = PROG_NORMAL};
+    kite_ws_options_init(&o.ws);
+    int rc = prog_parse(argc, argv, &o, usage);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    struct kite_app *app = prog_app_new(&o);
+    if (!app)
+        return 1;
+    if (!kite_route_ws_callbacks(app, "/{path...}", &callbacks, NULL) ||
+        !kite_route_get(app, "/health", health, NULL)) {
+        fprintf(stderr, "kite echo: cannot add routes (out of memory)\n");
+        kite_app_free(app);
+        return 1;
+    }
+    return prog_serve(app, &o);
+}

@@ -1,0 +1,131 @@
+/*
+ * server — internal structures of the WebSocket server (include/kite/server.h is the
+ * public side): the app, its routes and listeners, HTTP connections before the upgrade,
+ * and the request view handed to callbacks.
+ *
+ * A connection starts as a struct kite__hconn (HTTP/1.1: request heads, plain
+ * responses, keep-alive) and, on a successful upgrade, hands its transport to a new
+ * struct kite_session (src/session) and goes away. Both count towards
+ * max_connections; the app keeps a list of each for the graceful shutdown.
+ */
+#ifndef KITE_SERVER_SERVER_H
+#define KITE_SERVER_SERVER_H
+
+#include <stdatomic.h>
+
+#include "http/handshake.h"
+#include "http/http.h"
+#include "kite/server.h"
+#include "loop/loop.h"
+#include "net/listener.h"
+#include "net/sockutil.h"
+#include "net/transport.h"
+#include "server/router.h"
+#include "session/session.h"
+
+/* How long a connection we are closing waits for the peer's EOF after our last byte
+ * (so an error response is not destroyed by a reset). */
+#define KITE__HCONN_LINGER_MS 1000
+/* Stop reading a keep-alive connection while this much response output is queued. */
+#define KITE__HCONN_OUT_HIGH (64u * 1024u)
+
+struct kite_route {
+    struct kite_app *app;
+    struct kite_route *next; /* the app's list */
+    uint8_t kind;            /* enum kite__route_kind */
+    /* plain routes */
+    kite_http_handler *handler;
+    void *ud;
+    /* WebSocket routes: what every session of the route shares */
+    struct kite__session_cfg scfg; /* scfg.ws/.send point at the fields below or the app's */
+    struct kite_ws_options ws;     /* own options when scfg.ws == &ws */
+    struct kite_send_limits send;  /* own limits when scfg.send == &send */
+    char *protocol;                /* required subprotocol, owned, or NULL */
+    kite_protocol_select_cb *select;
+};
+
+struct kite__app_listener {
+    struct kite__listener l;
+    int fd;
+    struct kite__addr addr; /* bound address */
+    struct kite__app_listener *next;
+};
+
+enum kite__app_state {
+    KITE__APP_NEW = 0,      /* not run yet */
+    KITE__APP_RUNNING = 1,  /* accepting */
+    KITE__APP_STOPPING = 2, /* graceful shutdown in progress */
+    KITE__APP_DONE = 3,     /* ran and stopped */
+};
+
+struct kite__hconn;
+
+struct kite_app {
+    struct kite_app_options opt; /* copied; opt.ws and opt.send are the app defaults */
+    const struct kite_allocator *alloc;
+    struct kite_loop *loop;
+    bool own_loop;
+    bool watching_signals;
+    bool drained;  /* shutdown: the last connection is gone */
+    uint8_t state; /* enum kite__app_state */
+    atomic_bool stop_requested;
+    struct kite_loop_task stop_task; /* kite_app_stop() from any thread */
+    struct kite__timer shutdown_timer;
+    struct kite__router router;
+    struct kite_route *routes;
+    struct kite__app_listener *listeners;
+    size_t nlisteners;
+    struct kite__hconn *hconns;    /* HTTP connections */
+    struct kite_session *sessions; /* open WebSocket sessions */
+    size_t nconns;                 /* hconns + sessions */
+    size_t nsessions;
+    uint32_t max_conns; /* resolved max_connections */
+};
+
+/* An HTTP connection: from accept to the upgrade (or to the end of keep-alive). */
+struct kite__hconn {
+    struct kite__transport tp;
+    struct kite__io io;
+    struct kite__timer timer;   /* request deadline, then the linger deadline */
+    struct kite__pending flush; /* before-sleep write of responses */
+    struct kite_app *app;
+    struct kite__hconn *prev, *next;
+    struct kite_buf in;  /* a partial request head (copied out of rxbuf) */
+    struct kite_buf out; /* response bytes not yet written */
+    size_t last_len;     /* parser hint: bytes already scanned */
+    struct kite__addr peer;
+    uint32_t flags; /* H_* in hconn.c */
+    struct kite_loop_task free_task;
+};
+
+/* The request view behind the public struct kite_request. */
+struct kite_request {
+    const struct kite_http_request *http;
+    struct kite_view path;
+    struct kite_view query;
+    const struct kite__route_match *match;
+    const struct kite__addr *peer;
+    const char *subprotocol; /* chosen one (NUL-terminated), or NULL */
+};
+
+/* A new connection from a listener (hconn.c). */
+void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *peer);
+/* Close an HTTP connection now (shutdown; hconn.c). */
+void kite__hconn_close(struct kite__hconn *hc);
+
+/* Bookkeeping when a connection goes away (server.c). */
+void kite__app_conn_gone(struct kite_app *app);
+/* Session cfg hook: unlink a session from its app (server.c). */
+void kite__app_session_destroyed(struct kite_session *s, void *owner);
+/* Link a session (made by an upgrade) into the app (server.c). */
+void kite__app_session_add(struct kite_app *app, struct kite_session *s);
+
+/* printf-style log line through the app's hook, if `level` is enabled (server.c). */
+void kite__app_log(const struct kite_app *app, enum kite_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline bool kite__app_log_on(const struct kite_app *app, enum kite_log_level level)
+{
+    return app->opt.log && level <= app->opt.log_level;
+}
+
+#endif

@@ -1,0 +1,903 @@
+/* A WebSocket session on a loop: codec + transport + timer + output queue (session.h). */
+#include <errno.h>
+#include <stdio.h>
+
+#include "net/sockutil.h"
+#include "session/session.h"
+
+enum {
+    S_OPENED = 1u << 0,       /* on_open was called: on_close is owed */
+    S_CLOSED = 1u << 1,       /* the codec fired on_close (user's on_close delivered) */
+    S_TERMINATE = 1u << 2,    /* terminate requested, carried out by finish() */
+    S_WANT_DRAIN = 1u << 3,   /* a send returned QUEUED: on_drain when below high water */
+    S_PAUSED = 1u << 4,       /* delivery held back */
+    S_RESUME = 1u << 5,       /* feed the stash at the next flush */
+    S_WRITE_WAIT = 1u << 6,   /* the kernel is full: waiting for KITE__IO_WRITE */
+    S_LINGER = 1u << 7,       /* output done, waiting for the peer's EOF */
+    S_DEAD = 1u << 8,         /* torn down; memory freed at the end of the iteration */
+    S_TP_DONE = 1u << 9,      /* EOF or transport error seen: no more I/O */
+    S_LOCAL_ABORT = 1u << 10, /* terminate(): report the close as ours */
+    S_IO_PARKED = 1u << 11,   /* paused with a hang-up pending: watcher stopped */
+};
+
+static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
+                         size_t len, void *ud);
+static int cc_on_frame(struct kite_codec *c, const struct kite_frame *f, void *ud);
+static void cc_on_close(struct kite_codec *c, const struct kite_close_info *ci, void *ud);
+
+static const struct kite_codec_callbacks codec_cb = {
+    .on_message = cc_on_message,
+    .on_frame = cc_on_frame,
+    .on_close = cc_on_close,
+};
+
+static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events);
+static void timer_cb(struct kite_loop *loop, struct kite__timer *t);
+static void flush_cb(struct kite_loop *loop, struct kite__pending *p);
+static void finish(struct kite_session *s);
+
+void kite_send_limits_init(struct kite_send_limits *l)
+{
+    l->high_water = 64u * 1024u;
+    l->hard_limit = 64u * 1024u * 1024u;
+    l->policy = KITE_SEND_POLICY_CLOSE;
+}
+
+static const struct kite_allocator *alloc_of(const struct kite_session *s)
+{
+    return s->cfg->alloc;
+}
+
+static struct kite__session_ext *ext_get(struct kite_session *s)
+{
+    if (!s->ext)
+        s->ext = kite__calloc(alloc_of(s), sizeof(*s->ext));
+    return s->ext;
+}
+
+/* ---- creation and teardown -------------------------------------------------------- */
+
+int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cfg,
+                      const struct kite__transport *tp, struct kite_session **out)
+{
+    *out = NULL;
+    struct kite_session *s = kite__calloc(cfg->alloc, sizeof(*s));
+    if (!s)
+        return KITE_ERR_NOMEM;
+    struct kite_codec_config cc;
+    kite_codec_config_init(&cc);
+    cc.role = (enum kite_role)cfg->role;
+    cc.mode = (enum kite_mode)cfg->mode;
+    cc.options = *cfg->ws;
+    cc.allocator = cfg->alloc;
+    s->codec = kite_codec_new(&cc, &codec_cb, s, kite__loop_now(loop));
+    if (!s->codec) {
+        kite__free(cfg->alloc, s);
+        return cfg->ws->timeout_ms == 0 ? KITE_ERR_INVALID : KITE_ERR_NOMEM;
+    }
+    s->tp = *tp;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->ud = cfg->ud;
+    atomic_init(&s->refs, 1u);
+    kite__io_init(&s->io, tp->fd, io_cb);
+    kite__pending_init(&s->flush, flush_cb);
+    kite__timer_init(&s->u.timer, timer_cb);
+    *out = s;
+    return KITE_OK;
+}
+
+static void ext_free(struct kite_session *s)
+{
+    struct kite__session_ext *e = s->ext;
+    if (!e)
+        return;
+    kite__buf_free(&e->stash, alloc_of(s));
+    kite__buf_free(&e->pre, alloc_of(s));
+    kite__free(alloc_of(s), e->subprotocol);
+    kite__free(alloc_of(s), e);
+    s->ext = NULL;
+}
+
+void kite__session_discard(struct kite_session *s)
+{
+    if (!s)
+        return;
+    kite_codec_free(s->codec);
+    ext_free(s);
+    kite__free(alloc_of(s), s);
+}
+
+/* What is left of a closed session that kite_session_ref() keeps: flags say S_DEAD,
+ * the codec and the extras are gone, and the union holds the allocator to free it
+ * with (the route that had it may be gone by then). */
+static void shell_free(struct kite_session *s)
+{
+    kite__free(s->u.shell_alloc, s);
+}
+
+/* The deferred free: release everything but the struct itself while references remain
+ * (posts in flight, kite_session_ref), the struct too with the last one. */
+static void session_free(struct kite_loop *loop, void *arg)
+{
+    struct kite_session *s = arg;
+    KITE_UNUSED(loop);
+    const struct kite_allocator *a = alloc_of(s);
+    kite_codec_free(s->codec);
+    s->codec = NULL;
+    ext_free(s);
+    s->cfg = NULL;
+    /* The task has started running: its bytes may be reused (loop.h). */
+    s->u.shell_alloc = a;
+    if (atomic_fetch_sub(&s->refs, 1u) == 1u)
+        shell_free(s);
+}
+
+/* Detach from the loop, close the fd, tell the owner, free at the end of the
+ * iteration. The codec must have fired on_close already (callers make sure). */
+static void destroy(struct kite_session *s)
+{
+    if (s->flags & S_DEAD)
+        return;
+    s->flags |= S_DEAD;
+    kite__io_stop(s->loop, &s->io);
+    kite__timer_stop(s->loop, &s->u.timer);
+    kite__pending_remove(s->loop, &s->flush);
+    kite__tp_close(&s->tp);
+    if (s->cfg->on_destroy)
+        s->cfg->on_destroy(s, s->cfg->owner);
+    /* The stopped timer's bytes become a fresh task (its flags must start at 0). */
+    memset(&s->u.free_task, 0, sizeof(s->u.free_task));
+    kite__loop_defer(s->loop, &s->u.free_task, session_free, s);
+}
+
+/* The transport ended (EOF: err 0, or an error): let the codec report the close (it
+ * fires on_close unless that already happened), then tear down. */
+static void transport_ended(struct kite_session *s, int err)
+{
+    s->flags |= S_TP_DONE;
+    s->depth++;
+    kite_codec_transport_closed(s->codec, err);
+    s->depth--;
+    destroy(s);
+}
+
+/* ---- output ---------------------------------------------------------------------- */
+
+size_t kite__session_buffered(const struct kite_session *s)
+{
+    if (!s->codec)
+        return 0; /* a closed session kept by a reference */
+    const uint8_t *p;
+    size_t n = kite_codec_pending(s->codec, &p);
+    if (s->ext)
+        n += s->ext->pre.len;
+    return n;
+}
+
+static void want_flush(struct kite_session *s)
+{
+    if (!(s->flags & (S_WRITE_WAIT | S_DEAD)))
+        kite__pending_add(s->loop, &s->flush);
+}
+
+static void get_limits(const struct kite_session *s, struct kite_send_limits *l)
+{
+    if (s->ext && s->ext->has_send)
+        *l = s->ext->send;
+    else
+        *l = *s->cfg->send;
+}
+
+static void fire_flushed(struct kite_session *s)
+{
+    struct kite__session_ext *e = s->ext;
+    if (!e || !e->flushed)
+        return;
+    kite__session_flushed_cb *cb = e->flushed;
+    e->flushed = NULL;
+    s->depth++;
+    cb(s, e->flushed_arg);
+    s->depth--;
+}
+
+/* After a write: on_drain once the queue is below the high-water mark, and the
+ * one-shot flushed hook once it is empty. */
+static void after_write(struct kite_session *s)
+{
+    size_t q = kite__session_buffered(s);
+    if (q == 0)
+        fire_flushed(s);
+    if (!(s->flags & S_WANT_DRAIN) || (s->flags & (S_CLOSED | S_DEAD)))
+        return;
+    struct kite_send_limits l;
+    get_limits(s, &l);
+    if (q >= l.high_water)
+        return;
+    s->flags &= (uint16_t)~S_WANT_DRAIN;
+    if (s->cfg->cb.on_drain) {
+        s->depth++;
+        s->cfg->cb.on_drain(s, s->ud);
+        s->depth--;
+    }
+}
+
+/*
+ * One writev of everything queued: the prefix (rest of a 101) and the codec's output.
+ * A partial write waits for KITE__IO_WRITE. On a transport error the session is torn
+ * down (S_DEAD set when this returns).
+ */
+static void write_out(struct kite_session *s)
+{
+    if (s->flags & (S_DEAD | S_TP_DONE))
+        return;
+    struct iovec iov[2];
+    int cnt = 0;
+    size_t pre = s->ext ? s->ext->pre.len : 0;
+    if (pre)
+        iov[cnt++] = (struct iovec){kite__buf_head(&s->ext->pre), pre};
+    const uint8_t *p;
+    size_t n = kite_codec_pending(s->codec, &p);
+    if (n)
+        iov[cnt++] = (struct iovec){(void *)p, n};
+    if (cnt == 0) {
+        s->flags &= (uint16_t)~S_WRITE_WAIT;
+        return;
+    }
+    ssize_t w = kite__tp_writev(&s->tp, iov, cnt);
+    if (w == KITE_AGAIN) {
+        s->flags |= S_WRITE_WAIT;
+        return;
+    }
+    if (w < 0) {
+        transport_ended(s, (int)w);
+        return;
+    }
+    size_t done = (size_t)w, from_pre = KITE_MIN(done, pre);
+    if (from_pre) {
+        kite__buf_consume(&s->ext->pre, from_pre);
+        if (s->ext->pre.len == 0)
+            kite__buf_free(&s->ext->pre, alloc_of(s));
+    }
+    if (done > from_pre)
+        kite_codec_consume(s->codec, done - from_pre);
+    if (done < pre + n)
+        s->flags |= S_WRITE_WAIT;
+    else
+        s->flags &= (uint16_t)~S_WRITE_WAIT;
+    after_write(s);
+}
+
+/* ---- input ------------------------------------------------------------------------ */
+
+/* Keep in[0..len) for later (paused). A failure to keep it fails the session. */
+static void stash(struct kite_session *s, const uint8_t *in, size_t len)
+{
+    struct kite__session_ext *e = ext_get(s);
+    if (!e || kite__buf_append(&e->stash, alloc_of(s), in, len) < 0)
+        transport_ended(s, KITE_ERR_NOMEM); /* losing input would corrupt the stream */
+}
+
+/* Feed bytes to the codec; whatever a pause leaves unread is stashed unless it already
+ * lives in the stash (from_stash). Returns the bytes consumed. */
+static size_t feed(struct kite_session *s, uint8_t *in, size_t len, bool from_stash)
+{
+    if (len == 0 || kite_codec_is_closed(s->codec))
+        return len;
+    if (s->flags & S_PAUSED) {
+        /* Paused before this input came in: deliver none of it. */
+        if (from_stash)
+            return 0;
+        stash(s, in, len);
+        return len;
+    }
+    s->depth++;
+    ssize_t r = kite_codec_recv(s->codec, in, len, kite__loop_now(s->loop));
+    s->depth--;
+    if (r < 0)
+        return len; /* out of memory: the codec failed the connection (1011) */
+    size_t used = (size_t)r;
+    if (used < len && (s->flags & S_PAUSED) && !kite_codec_is_closed(s->codec) &&
+        !(s->flags & S_TERMINATE) && !from_stash)
+        stash(s, in + used, len - used);
+    return used;
+}
+
+static void feed_stash(struct kite_session *s)
+{
+    struct kite__session_ext *e = s->ext;
+    if (!e)
+        return;
+    while (e->stash.len && !(s->flags & (S_PAUSED | S_DEAD | S_TERMINATE))) {
+        size_t used = feed(s, kite__buf_head(&e->stash), e->stash.len, true);
+        if (used == 0 && !(s->flags & S_PAUSED))
+            break;
+        kite__buf_consume(&e->stash, used);
+        if (kite_codec_is_closed(s->codec))
+            e->stash.len = 0;
+    }
+    if (e->stash.len == 0)
+        kite__buf_free(&e->stash, alloc_of(s));
+}
+
+static void do_read(struct kite_session *s)
+{
+    size_t cap;
+    uint8_t *buf = kite__loop_rxbuf(s->loop, &cap);
+    ssize_t n = kite__tp_read(&s->tp, buf, cap);
+    if (n == KITE_AGAIN)
+        return;
+    if (n <= 0) {
+        /* EOF after our close frame is the expected end; otherwise the codec reports
+         * 1006. One last write gives a half-closed peer our close reply. */
+        if (n == 0 && !(s->flags & S_LINGER))
+            write_out(s);
+        if (!(s->flags & S_DEAD))
+            transport_ended(s, (int)n);
+        return;
+    }
+    if (s->flags & S_LINGER)
+        return; /* after the close handshake input is discarded */
+    feed(s, buf, (size_t)n, false);
+}
+
+static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
+{
+    struct kite_session *s = kite__container_of(io, struct kite_session, io);
+    KITE_UNUSED(loop);
+    if (events & KITE__IO_WRITE) {
+        s->flags &= (uint16_t)~S_WRITE_WAIT;
+        write_out(s);
+    }
+    if (s->flags & S_DEAD)
+        return;
+    if ((s->flags & S_PAUSED) && !(s->flags & S_LINGER)) {
+        /* Not reading now; a hang-up would be reported on every iteration, so park
+         * the watcher until resume. */
+        if (events & (KITE__IO_HUP | KITE__IO_ERROR)) {
+            kite__io_stop(s->loop, &s->io);
+            s->flags |= S_IO_PARKED;
+        }
+    } else if (events & (KITE__IO_READ | KITE__IO_HUP | KITE__IO_ERROR)) {
+        do_read(s);
+        /* A TLS transport may hold decrypted bytes the fd will not signal again. */
+        for (int i = 0; i < 16 && !(s->flags & (S_DEAD | S_PAUSED | S_TP_DONE)) &&
+                        kite__tp_pending(&s->tp) > 0;
+             i++)
+            do_read(s);
+    }
+    finish(s);
+}
+
+/* ---- timers, linger, the end of every dispatch ------------------------------------ */
+
+static void timer_cb(struct kite_loop *loop, struct kite__timer *t)
+{
+    struct kite_session *s = kite__container_of(t, struct kite_session, u.timer);
+    if (s->flags & S_LINGER) {
+        destroy(s); /* the peer never closed its side */
+        return;
+    }
+    s->depth++;
+    kite_codec_tick(s->codec, kite__loop_now(loop));
+    s->depth--;
+    finish(s);
+}
+
+static void flush_cb(struct kite_loop *loop, struct kite__pending *p)
+{
+    struct kite_session *s = kite__container_of(p, struct kite_session, flush);
+    KITE_UNUSED(loop);
+    if (s->flags & S_RESUME) {
+        s->flags &= (uint16_t)~S_RESUME;
+        feed_stash(s);
+    }
+    if (!(s->flags & (S_DEAD | S_TERMINATE)))
+        write_out(s);
+    finish(s);
+}
+
+/* All output is out and the codec is closed: half-close (the server closes TCP first,
+ * RFC 6455 §7.1.1) and wait for the peer's EOF, so nothing we wrote is lost to a reset
+ * caused by unread input. A client just waits for the server to close. */
+static void start_linger(struct kite_session *s)
+{
+    s->flags |= S_LINGER;
+    if (s->cfg->role == KITE_ROLE_SERVER)
+        (void)kite__tp_shutdown(&s->tp);
+    kite__timer_start(s->loop, &s->u.timer, KITE__SESSION_LINGER_MS);
+}
+
+static void do_terminate(struct kite_session *s)
+{
+    s->flags &= (uint16_t)~S_TERMINATE;
+    if (!kite_codec_is_closed(s->codec)) {
+        s->flags |= S_LOCAL_ABORT;
+        s->depth++;
+        kite_codec_transport_closed(s->codec, 0);
+        s->depth--;
+    }
+    destroy(s);
+}
+
+static void update_io(struct kite_session *s)
+{
+    uint32_t ev = 0;
+    if (!(s->flags & S_PAUSED) || (s->flags & S_LINGER))
+        ev |= KITE__IO_READ;
+    else if (s->flags & S_IO_PARKED)
+        return;
+    if (s->flags & S_WRITE_WAIT)
+        ev |= KITE__IO_WRITE;
+    int rc = kite__io_start(s->loop, &s->io, kite__tp_want_events(&s->tp, ev));
+    if (rc < 0)
+        transport_ended(s, rc);
+}
+
+static void update_timer(struct kite_session *s)
+{
+    if (s->flags & S_LINGER)
+        return; /* the linger deadline is set once */
+    uint64_t next = kite_codec_next_timer(s->codec);
+    if (next == UINT64_MAX)
+        kite__timer_stop(s->loop, &s->u.timer);
+    else
+        kite__timer_start_at(s->loop, &s->u.timer, next);
+}
+
+/* Run when the outermost dispatch returns: carry out deferred teardown, schedule the
+ * flush, arm the timer and the fd interest. */
+static void finish(struct kite_session *s)
+{
+    if ((s->flags & S_DEAD) || s->depth > 0)
+        return;
+    if (s->flags & S_TERMINATE) {
+        do_terminate(s);
+        return;
+    }
+    bool closed = kite_codec_is_closed(s->codec);
+    if (closed && (s->flags & S_TP_DONE)) {
+        destroy(s);
+        return;
+    }
+    size_t q = kite__session_buffered(s);
+    if (q > 0 || (s->flags & S_RESUME))
+        want_flush(s);
+    else if (closed && !(s->flags & S_LINGER))
+        start_linger(s);
+    update_timer(s);
+    update_io(s);
+}
+
+/* ---- codec callbacks ---------------------------------------------------------------- */
+
+static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    struct kite_session *s = ud;
+    KITE_UNUSED(c);
+    if (s->cfg->cb.on_message && !(s->flags & S_TERMINATE)) {
+        struct kite_msg m = {type, data, len};
+        s->cfg->cb.on_message(s, &m, s->ud);
+    }
+    return (s->flags & (S_PAUSED | S_TERMINATE)) ? KITE_PAUSE : KITE_OK;
+}
+
+static int cc_on_frame(struct kite_codec *c, const struct kite_frame *f, void *ud)
+{
+    struct kite_session *s = ud;
+    KITE_UNUSED(c);
+    if (s->cfg->cb.on_frame && !(s->flags & S_TERMINATE))
+        s->cfg->cb.on_frame(s, f, s->ud);
+    return (s->flags & (S_PAUSED | S_TERMINATE)) ? KITE_PAUSE : KITE_OK;
+}
+
+static void cc_on_close(struct kite_codec *c, const struct kite_close_info *ci, void *ud)
+{
+    struct kite_session *s = ud;
+    KITE_UNUSED(c);
+    struct kite_close_info info = *ci;
+    if (s->flags & S_LOCAL_ABORT)
+        info.initiator = KITE_CLOSED_BY_LOCAL;
+    s->flags |= S_CLOSED;
+    s->flags &= (uint16_t)~S_WANT_DRAIN;
+    if (!(s->flags & S_OPENED))
+        return;
+    fire_flushed(s); /* nobody waits for a flush that will never come */
+    s->ci = &info;
+    s->depth++;
+    if (info.error && s->cfg->cb.on_error)
+        s->cfg->cb.on_error(s, info.error, s->ud);
+    if (s->cfg->cb.on_close)
+        s->cfg->cb.on_close(s, &info, s->ud);
+    s->depth--;
+    s->ci = NULL;
+}
+
+/* ---- start -------------------------------------------------------------------------- */
+
+int kite__session_set_prefix(struct kite_session *s, struct kite_buf *b)
+{
+    if (b->len == 0) {
+        kite__buf_free(b, alloc_of(s));
+        return KITE_OK;
+    }
+    struct kite__session_ext *e = ext_get(s);
+    if (!e)
+        return KITE_ERR_NOMEM;
+    kite__buf_free(&e->pre, alloc_of(s));
+    e->pre = *b;
+    memset(b, 0, sizeof(*b));
+    return KITE_OK;
+}
+
+int kite__session_set_subprotocol(struct kite_session *s, const char *p, size_t len)
+{
+    struct kite__session_ext *e = ext_get(s);
+    if (!e)
+        return KITE_ERR_NOMEM;
+    char *d = kite__malloc(alloc_of(s), len + 1);
+    if (!d)
+        return KITE_ERR_NOMEM;
+    memcpy(d, p, len);
+    d[len] = '\0';
+    kite__free(alloc_of(s), e->subprotocol);
+    e->subprotocol = d;
+    return KITE_OK;
+}
+
+int kite__session_start(struct kite_session *s, const struct kite_request *req, uint8_t *in,
+                        size_t len)
+{
+    int rc = kite__io_start(s->loop, &s->io, KITE__IO_READ);
+    if (rc < 0) {
+        transport_ended(s, rc); /* never opened: no callbacks */
+        return rc;
+    }
+    s->flags |= S_OPENED;
+    s->depth++;
+    if (s->cfg->cb.on_open)
+        s->cfg->cb.on_open(s, req, s->ud);
+    s->depth--;
+    if (!(s->flags & (S_DEAD | S_TERMINATE)) && len > 0) {
+        s->depth++;
+        feed(s, in, len, false);
+        s->depth--;
+    }
+    finish(s);
+    return KITE_OK;
+}
+
+/* ---- pause / resume / flushed hook ------------------------------------------------ */
+
+void kite__session_pause(struct kite_session *s)
+{
+    s->flags |= S_PAUSED;
+    if (s->depth == 0)
+        finish(s);
+}
+
+void kite__session_resume(struct kite_session *s)
+{
+    if (!(s->flags & S_PAUSED))
+        return;
+    s->flags &= (uint16_t)~S_PAUSED;
+    s->flags &= (uint16_t)~S_IO_PARKED;
+    if (s->ext && s->ext->stash.len && !(s->flags & S_DEAD)) {
+        s->flags |= S_RESUME;
+        kite__pending_add(s->loop, &s->flush); /* fed before the loop sleeps, not here */
+    }
+    if (s->depth == 0)
+        finish(s);
+}
+
+bool kite__session_paused(const struct kite_session *s)
+{
+    return (s->flags & S_PAUSED) != 0;
+}
+
+int kite__session_on_flushed(struct kite_session *s, kite__session_flushed_cb *cb, void *arg)
+{
+    if (!cb) {
+        if (s->ext)
+            s->ext->flushed = NULL;
+        return KITE_OK;
+    }
+    struct kite__session_ext *e = ext_get(s);
+    if (!e)
+        return KITE_ERR_NOMEM;
+    e->flushed = cb;
+    e->flushed_arg = arg;
+    if (kite__session_buffered(s) == 0 || (s->flags & (S_CLOSED | S_DEAD)))
+        fire_flushed(s);
+    return KITE_OK;
+}
+
+/* ---- public API ----------------------------------------------------------------------- */
+
+static bool gone(const struct kite_session *s)
+{
+    return (s->flags & (S_DEAD | S_CLOSED | S_TERMINATE)) != 0;
+}
+
+/* The hard limit was hit under the CLOSE policy: close with 1008 (RFC 6455 §7.4.1). */
+static void fail_limit(struct kite_session *s)
+{
+    kite_codec_close(s->codec, KITE_CLOSE_POLICY, "send queue full", kite__loop_now(s->loop));
+    want_flush(s);
+    finish(s);
+}
+
+static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_t rsv,
+                   const void *data, size_t len, size_t *buffered, bool whole)
+{
+    if (!s || (!data && len))
+        return KITE_ERR_INVALID;
+    size_t q = kite__session_buffered(s);
+    if (buffered)
+        *buffered = q;
+    if (gone(s) || !(s->flags & S_OPENED) || kite_codec_close_sent(s->codec))
+        return KITE_SEND_CLOSED;
+    bool control = (op & 0x8) != 0;
+    struct kite_send_limits l;
+    get_limits(s, &l);
+    /* 14 bytes: the largest frame header (RFC 6455 §5.2). */
+    if (!control && (len > l.hard_limit || q + len + 14 > l.hard_limit)) {
+        if (l.policy == KITE_SEND_POLICY_DROP)
+            return KITE_SEND_DROPPED;
+        fail_limit(s);
+        return KITE_SEND_CLOSED;
+    }
+    int rc = whole ? kite_codec_send(s->codec, op, data, len)
+                   : kite_codec_send_frame(s->codec, op, fin, rsv, data, len);
+    if (rc == KITE_ERR_CLOSED)
+        return KITE_SEND_CLOSED;
+    if (rc < 0)
+        return rc;
+    q = kite__session_buffered(s);
+    if (buffered)
+        *buffered = q;
+    want_flush(s);
+    if (op == KITE_OP_CLOSE && s->depth == 0)
+        finish(s); /* a raw close starts the codec's close timer */
+    if (!control && q >= l.high_water) {
+        s->flags |= S_WANT_DRAIN;
+        return KITE_SEND_QUEUED;
+    }
+    return KITE_SEND_OK;
+}
+
+int kite_session_send(struct kite_session *s, enum kite_opcode type, const void *data, size_t len,
+                      size_t *buffered)
+{
+    if (type != KITE_OP_TEXT && type != KITE_OP_BINARY)
+        return KITE_ERR_INVALID;
+    return do_send(s, type, true, 0, data, len, buffered, true);
+}
+
+int kite_session_send_text(struct kite_session *s, const char *text, size_t len, size_t *buffered)
+{
+    return do_send(s, KITE_OP_TEXT, true, 0, text, len, buffered, true);
+}
+
+int kite_session_send_binary(struct kite_session *s, const void *data, size_t len, size_t *buffered)
+{
+    return do_send(s, KITE_OP_BINARY, true, 0, data, len, buffered, true);
+}
+
+int kite_session_send_str(struct kite_session *s, const char *text)
+{
+    if (!text)
+        return KITE_ERR_INVALID;
+    return do_send(s, KITE_OP_TEXT, true, 0, text, strlen(text), NULL, true);
+}
+
+int kite_session_send_frame(struct kite_session *s, enum kite_opcode op, bool fin, uint8_t rsv,
+                            const void *data, size_t len, size_t *buffered)
+{
+    return do_send(s, op, fin, rsv, data, len, buffered, false);
+}
+
+int kite_session_ping(struct kite_session *s, const void *data, size_t len)
+{
+    if (!s || (!data && len))
+        return KITE_ERR_INVALID;
+    if (gone(s))
+        return KITE_SEND_CLOSED;
+    int rc = kite_codec_ping(s->codec, data, len);
+    if (rc == KITE_ERR_CLOSED)
+        return KITE_SEND_CLOSED;
+    if (rc < 0)
+        return rc;
+    want_flush(s);
+    return KITE_SEND_OK;
+}
+
+int kite_session_close(struct kite_session *s, unsigned code, const char *reason)
+{
+    if (!s)
+        return KITE_ERR_INVALID;
+    if (gone(s))
+        return KITE_ERR_CLOSED;
+    int rc = kite_codec_close(s->codec, code, reason, kite__loop_now(s->loop));
+    if (rc < 0)
+        return rc;
+    want_flush(s);
+    if (s->depth == 0)
+        finish(s);
+    return KITE_OK;
+}
+
+void kite_session_terminate(struct kite_session *s)
+{
+    if (!s || (s->flags & S_DEAD))
+        return;
+    s->flags |= S_TERMINATE;
+    if (s->depth == 0)
+        finish(s);
+}
+
+void *kite_session_user_data(const struct kite_session *s)
+{
+    return s->ud;
+}
+
+void kite_session_set_user_data(struct kite_session *s, void *ud)
+{
+    s->ud = ud;
+}
+
+size_t kite_session_buffered(const struct kite_session *s)
+{
+    return kite__session_buffered(s);
+}
+
+void kite_session_send_limits(const struct kite_session *s, struct kite_send_limits *out)
+{
+    get_limits(s, out);
+}
+
+int kite_session_set_send_limits(struct kite_session *s, const struct kite_send_limits *l)
+{
+    if (!s || !l || l->high_water > l->hard_limit)
+        return KITE_ERR_INVALID;
+    struct kite__session_ext *e = ext_get(s);
+    if (!e)
+        return KITE_ERR_NOMEM;
+    e->send = *l;
+    e->has_send = true;
+    return KITE_OK;
+}
+
+const struct kite_ws_options *kite_session_options(const struct kite_session *s)
+{
+    return s->codec ? kite_codec_options(s->codec) : NULL;
+}
+
+int kite_session_set_options(struct kite_session *s, const struct kite_ws_options *o)
+{
+    if (!s || !o)
+        return KITE_ERR_INVALID;
+    if (gone(s))
+        return KITE_ERR_CLOSED;
+    int rc = kite_codec_set_options(s->codec, o, kite__loop_now(s->loop));
+    if (rc == KITE_OK && s->depth == 0)
+        finish(s);
+    return rc;
+}
+
+const char *kite_session_subprotocol(const struct kite_session *s)
+{
+    return s->ext ? s->ext->subprotocol : NULL;
+}
+
+int kite_session_remote_addr(const struct kite_session *s, char *buf, size_t cap)
+{
+    struct kite__addr a;
+    int rc = s->tp.fd >= 0 ? kite__sock_peer_addr(s->tp.fd, &a) : -ENOTCONN;
+    if (rc < 0) {
+        if (cap > 0)
+            snprintf(buf, cap, "-");
+        return rc;
+    }
+    return (int)kite__addr_format(&a, buf, cap);
+}
+
+const struct kite_close_info *kite_session_close_info(const struct kite_session *s)
+{
+    if (s->ci)
+        return s->ci;
+    return s->codec ? kite_codec_close_info(s->codec) : NULL;
+}
+
+bool kite_session_is_open(const struct kite_session *s)
+{
+    return (s->flags & S_OPENED) && !gone(s) && !kite_codec_close_sent(s->codec) &&
+           !kite_codec_is_closed(s->codec);
+}
+
+struct kite_loop *kite_session_loop(const struct kite_session *s)
+{
+    return s->loop;
+}
+
+/* ---- references and other threads ------------------------------------------------- */
+
+void kite_session_ref(struct kite_session *s)
+{
+    atomic_fetch_add(&s->refs, 1u);
+}
+
+void kite_session_unref(struct kite_session *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1u) == 1u)
+        shell_free(s); /* only reachable after the deferred free has run */
+}
+
+/* A post in flight: one allocation, the loop task embedded, the data after it. */
+struct post {
+    struct kite_loop_task task;
+    struct kite_session *s;
+    kite_session_fn *fn;
+    void *arg;
+    const struct kite_allocator *alloc;
+    enum kite_opcode type; /* send_async */
+    size_t len;
+    uint8_t data[];
+};
+
+static void post_run(struct kite_loop *loop, void *arg)
+{
+    struct post *p = arg;
+    KITE_UNUSED(loop);
+    struct kite_session *s = p->s;
+    if (p->fn)
+        p->fn(s, p->arg);
+    else if (kite_session_is_open(s))
+        (void)kite_session_send(s, p->type, p->data, p->len, NULL);
+    kite__free(p->alloc, p);
+    kite_session_unref(s);
+}
+
+static int post_new(struct kite_session *s, kite_session_fn *fn, void *arg, enum kite_opcode type,
+                    const void *data, size_t len)
+{
+    if (!s || len > SIZE_MAX - sizeof(struct post))
+        return KITE_ERR_INVALID;
+    /* The loop's allocator is documented thread-safe (loop.h). */
+    const struct kite_allocator *a = kite__loop_allocator(s->loop);
+    struct post *p = kite__malloc(a, sizeof(*p) + len);
+    if (!p)
+        return KITE_ERR_NOMEM;
+    memset(p, 0, sizeof(*p));
+    p->s = s;
+    p->fn = fn;
+    p->arg = arg;
+    p->alloc = a;
+    p->type = type;
+    p->len = len;
+    if (len)
+        memcpy(p->data, data, len);
+    kite_session_ref(s); /* dropped by post_run */
+    int rc = kite_loop_post_task(s->loop, &p->task, post_run, p);
+    if (rc != KITE_OK) {
+        atomic_fetch_sub(&s->refs, 1u); /* the caller still holds one: never the last */
+        kite__free(a, p);
+    }
+    return rc;
+}
+
+int kite_session_post(struct kite_session *s, kite_session_fn *fn, void *arg)
+{
+    if (!fn)
+        return KITE_ERR_INVALID;
+    return post_new(s, fn, arg, KITE_OP_TEXT, NULL, 0);
+}
+
+int kite_session_send_async(struct kite_session *s, enum kite_opcode type, const void *data,
+                            size_t len)
+{
+    if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
+        return KITE_ERR_INVALID;
+    return post_new(s, NULL, NULL, type, data, len);
+}
