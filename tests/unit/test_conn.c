@@ -168,7 +168,7 @@ static void in_bytes(struct scen *s, const void *p, size_t n)
 
 static void in_close(struct scen *s, unsigned code, const char *reason)
 {
-    uint8_t p[130];
+    uint8_t p[130] = {0};
     size_t n = 0;
     if (code) {
         p[0] = (uint8_t)(code >> 8);
