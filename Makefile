@@ -44,8 +44,7 @@ fuzz:
 	@scripts/install-deps.sh fuzz
 	@cmake -S . -B $(BUILD)/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DKITE_BUILD_FUZZERS=ON -DKITE_BUILD_TESTS=OFF -DKITE_BUILD_BENCH=OFF \
-	    -DKITE_BUILD_PROGRAMS=OFF -DKITE_SANITIZE=address,undefined \
-	    -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link >/dev/null
+	    -DKITE_BUILD_PROGRAMS=OFF -DKITE_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(BUILD)/fuzz -j $(JOBS)
 	@scripts/run-fuzzers.sh $(BUILD)/fuzz/bin $(FUZZ_SECONDS)
 

@@ -69,7 +69,17 @@
  * KITE_ERR_STATE, kite_codec_tick() from a callback does nothing, and kite_codec_free()
  * must not be called from a callback.
  *
- * Memory: struct kite_codec is small (176 bytes on x86-64); the buffer for payload that
+ * Extensions (<kite/extension.h>): give the negotiated chain in the config. In default
+ * mode each incoming data message then runs through it as its frames arrive: with
+ * permessage-deflate an RSV1 message is inflated chunk by chunk, its inflated bytes are
+ * checked for UTF-8 as they come and count against max_message_size (1009 beyond it, so
+ * a decompression bomb stops there); invalid compressed data fails with 1002. Each
+ * kite_codec_send() message runs through it whole (compressed per the extension's
+ * options). kite_codec_send_frame() and raw mode bypass extensions: frames go out and
+ * come in exactly as given (a raw session that negotiated permessage-deflate sees
+ * compressed payloads with RSV1 set).
+ *
+ * Memory: struct kite_codec is small (184 bytes on x86-64); the buffer for payload that
  * spans reads and the close record are allocated on first use, and buffers over 1 KiB
  * are released when they drain. Small echo traffic allocates nothing per message.
  */
@@ -148,14 +158,21 @@ struct kite_codec_callbacks {
     void (*on_close)(struct kite_codec *c, const struct kite_close_info *ci, void *ud);
 };
 
+struct kite_ext_chain; /* <kite/extension.h> */
+
 struct kite_codec_config {
     enum kite_role role;
     enum kite_mode mode;
     struct kite_ws_options options;
-    /* RSV bits that negotiated extensions claimed; any other set bit fails with 1002. */
+    /* RSV bits that negotiated extensions claimed; any other set bit fails with 1002.
+     * The bits of `extensions` are added to these. */
     uint8_t rsv_allowed;
     /* Optional; NULL = libc. Borrowed: must outlive the codec. */
     const struct kite_allocator *allocator;
+    /* Negotiated extensions (kite_ext_negotiate / kite_ext_accept), or NULL (default).
+     * Transferred to the codec when kite_codec_new() succeeds (freed with the codec);
+     * still the caller's when it returns NULL. */
+    struct kite_ext_chain *extensions;
 };
 
 /* Fill `cfg` with defaults: server role, default mode, kite_ws_options_init(). */
@@ -269,6 +286,13 @@ KITE_EXTERN const struct kite_ws_options *kite_codec_options(const struct kite_c
 /* Change the user data passed to callbacks. */
 KITE_EXTERN void kite_codec_set_user_data(struct kite_codec *c, void *ud);
 
+struct kite_extension;
+/* The session's instance of a negotiated extension (Ktor's extensionOrNull), e.g.
+ * kite_codec_extension(c, &kite_ext_permessage_deflate); NULL when it was not
+ * negotiated. Owned by the codec. May be called from callbacks. */
+KITE_EXTERN void *kite_codec_extension(const struct kite_codec *c,
+                                       const struct kite_extension *ext);
+
 /*
  * Stand-alone helpers from the protocol core.
  */
@@ -283,4 +307,7 @@ KITE_EXTERN bool kite_utf8_valid(const uint8_t *data, size_t len);
 #ifdef __cplusplus
 }
 #endif
+
+/* The extension API belongs with the codec: whoever includes one gets both. */
+#include "kite/extension.h"
 #endif

@@ -12,6 +12,11 @@
  * unfragmented frame in the caller's buffer) hands the caller a view of the input and
  * allocates nothing.
  *
+ * Extensions (ext.c, pmd.c): with a negotiated chain, default-mode data messages pass
+ * through it chunk by chunk on the way in (inflated output is checked for UTF-8 and
+ * max_message_size as it is produced) and whole on the way out. Without one, c->ext is
+ * NULL and the only cost is that test. Raw mode never runs the chain.
+ *
  * Re-entrancy: callbacks may call the send/close functions. Those only touch the output
  * buffer and the close record, never the buffer a callback's `data` may point into.
  * on_close never runs nested inside another callback: an end decided during a callback
@@ -305,7 +310,8 @@ static int deliver_message(struct kite_codec *c, const uint8_t *data, size_t len
 }
 
 /* A data frame's header (default mode): start a message, enforce the message limit
- * before any payload is buffered. */
+ * before any payload is buffered. With extensions the limit applies to what they
+ * produce (an inflated message), so it is checked as that arrives instead. */
 static void data_header(struct kite_codec *c)
 {
     const struct kite__frame_hdr *h = &c->p.hdr;
@@ -315,37 +321,154 @@ static void data_header(struct kite_codec *c)
     } else {
         c->msg_op = h->opcode;
         c->utf8 = KITE__UTF8_ACCEPT;
+        if (c->ext)
+            kite__ext_in_start(c->ext, h->rsv);
     }
+    if (c->ext)
+        return;
     if (have > c->opt.max_message_size || h->payload_len > c->opt.max_message_size - have)
         fail(c, KITE_CLOSE_TOO_BIG, "message too big", KITE_ERR_TOO_BIG);
 }
 
 /*
- * A chunk of a data frame (default mode). Text is checked as it arrives, so bad UTF-8
- * fails the connection at the first impossible byte, not at the end of the message
- * (§8.1, §5.6). A whole unfragmented frame goes to the caller as a view of the input;
- * anything else is reassembled (§5.4).
+ * Message bytes as the application will see them (default mode). Text is checked as
+ * it arrives, so bad UTF-8 fails the connection at the first impossible byte, not at
+ * the end of the message (§8.1, §5.6). A whole unfragmented frame (`whole`) goes to
+ * the caller as a view of the input; anything else is reassembled (§5.4).
  */
-static int message_data(struct kite_codec *c, const struct kite__frame_event *ev)
+static int message_bytes(struct kite_codec *c, const uint8_t *data, size_t len, bool last,
+                         bool whole)
 {
-    const struct kite__frame_hdr *h = &c->p.hdr;
     bool text = c->msg_op == KITE_OP_TEXT;
-    if (text && kite__utf8_feed(&c->utf8, ev->data, ev->len) != 0) {
+    if (text && kite__utf8_feed(&c->utf8, data, len) != 0) {
         fail(c, KITE_CLOSE_NOT_CONSISTENT, "invalid UTF-8", KITE_ERR_UTF8);
         return KITE_OK;
     }
-    bool last = ev->frame_end && h->fin;
     if (last && text && c->utf8 != KITE__UTF8_ACCEPT) {
         fail(c, KITE_CLOSE_NOT_CONSISTENT, "truncated UTF-8", KITE_ERR_UTF8);
         return KITE_OK;
     }
-    if (last && h->opcode != KITE_OP_CONTINUATION && ev->len == h->payload_len)
-        return deliver_message(c, ev->data, ev->len);
-    if (buffer(c, ev->data, ev->len) != KITE_OK)
+    if (last && whole)
+        return deliver_message(c, data, len);
+    if (buffer(c, data, len) != KITE_OK)
         return fail_internal(c, KITE_ERR_NOMEM);
     if (!last)
         return KITE_OK;
     return deliver_message(c, buffered(c), c->aux->msg.len);
+}
+
+/* An extension failed on incoming data: fail the connection with the matching code. */
+static int ext_fail(struct kite_codec *c, int rc)
+{
+    switch (rc) {
+    case KITE_ERR_PROTOCOL:
+        fail(c, KITE_CLOSE_PROTOCOL_ERROR, "invalid extension data", rc);
+        return KITE_OK;
+    case KITE_ERR_UTF8:
+        fail(c, KITE_CLOSE_NOT_CONSISTENT, "invalid UTF-8", rc);
+        return KITE_OK;
+    case KITE_ERR_TOO_BIG:
+        fail(c, KITE_CLOSE_TOO_BIG, "message too big", rc);
+        return KITE_OK;
+    case KITE_ERR_NOMEM:
+        return fail_internal(c, rc);
+    default:
+        fail(c, KITE_CLOSE_INTERNAL_ERROR, "extension error", rc);
+        return KITE_OK;
+    }
+}
+
+/*
+ * Extension output appended to the message buffer: n bytes from `start`. Checked like
+ * any message bytes, and handed over at the end of the message.
+ */
+static int message_appended(struct kite_codec *c, size_t start, size_t n, bool last)
+{
+    struct kite_buf *b = &c->aux->msg;
+    if (b->len > c->opt.max_message_size)
+        return ext_fail(c, KITE_ERR_TOO_BIG);
+    bool text = c->msg_op == KITE_OP_TEXT;
+    if (text && n && kite__utf8_feed(&c->utf8, kite__buf_head(b) + start, n) != 0) {
+        fail(c, KITE_CLOSE_NOT_CONSISTENT, "invalid UTF-8", KITE_ERR_UTF8);
+        return KITE_OK;
+    }
+    if (!last)
+        return KITE_OK;
+    if (text && c->utf8 != KITE__UTF8_ACCEPT) {
+        fail(c, KITE_CLOSE_NOT_CONSISTENT, "truncated UTF-8", KITE_ERR_UTF8);
+        return KITE_OK;
+    }
+    return deliver_message(c, buffered(c), b->len);
+}
+
+/*
+ * Where extension output lands: the message buffer. A session that has not needed the
+ * aux block yet gets a buffer of its own for the call, adopted only if output was
+ * written, so messages the extensions pass through cost nothing extra.
+ */
+static int adopt_output(struct kite_codec *c, struct kite_buf *local, size_t n)
+{
+    if (c->aux)
+        return KITE_OK;
+    if (ensure_aux(c) != KITE_OK) {
+        kite__buf_free(local, c->alloc);
+        return KITE_ERR_NOMEM;
+    }
+    c->aux->msg = *local;
+    c->aux->msg.len += n;
+    return KITE_OK;
+}
+
+/* A chunk of a data frame with extensions: through the chain (reverse install order),
+ * then on as message bytes. */
+static int ext_message_data(struct kite_codec *c, const struct kite__frame_event *ev)
+{
+    const struct kite__frame_hdr *h = &c->p.hdr;
+    bool last = ev->frame_end && h->fin;
+    struct kite_buf local = {0};
+    struct kite_buf *b = c->aux ? &c->aux->msg : &local;
+    uint64_t have = b->len, max = c->opt.max_message_size;
+    struct kite_ext_sink sink;
+    kite__ext_sink_init(&sink, b, c->alloc, 0, have > max ? 0 : max - have);
+    enum kite__ext_where where;
+    const uint8_t *out;
+    size_t n;
+    int rc = kite__ext_incoming(c->ext, ev->data, ev->len, last, (enum kite_opcode)c->msg_op,
+                                &sink, &where, &out, &n);
+    if (rc != KITE_OK || where != KITE__EXT_IN_SINK)
+        kite__buf_free(&local, c->alloc);
+    if (rc != KITE_OK)
+        return ext_fail(c, rc);
+    if (where == KITE__EXT_PASSED) {
+        if (have > max || ev->len > max - have)
+            return ext_fail(c, KITE_ERR_TOO_BIG);
+        bool whole = h->opcode != KITE_OP_CONTINUATION && ev->len == h->payload_len;
+        return message_bytes(c, ev->data, ev->len, last, whole);
+    }
+    if (where == KITE__EXT_SCRATCH) {
+        rc = buffer(c, out, n);
+        kite__ext_release(c->ext);
+        if (rc != KITE_OK)
+            return fail_internal(c, rc);
+        return message_appended(c, (size_t)have, n, last);
+    }
+    if (b == &local) {
+        if (adopt_output(c, &local, sink.len) != KITE_OK)
+            return fail_internal(c, KITE_ERR_NOMEM);
+    } else {
+        b->len += sink.len;
+    }
+    return message_appended(c, (size_t)have, sink.len, last);
+}
+
+/* A chunk of a data frame (default mode). */
+static int message_data(struct kite_codec *c, const struct kite__frame_event *ev)
+{
+    if (c->ext)
+        return ext_message_data(c, ev);
+    const struct kite__frame_hdr *h = &c->p.hdr;
+    bool whole = h->opcode != KITE_OP_CONTINUATION && ev->len == h->payload_len;
+    return message_bytes(c, ev->data, ev->len, ev->frame_end && h->fin, whole);
 }
 
 /* §5.5.2/§5.5.3: answer a ping with a pong carrying the same payload; any pong shows the
@@ -527,12 +650,60 @@ static int can_send(const struct kite_codec *c)
     return (c->flags & (F_DONE | F_CLOSE_SENT)) ? KITE_ERR_CLOSED : KITE_OK;
 }
 
+/*
+ * Frame the payload an extension wrote into the output buffer after `pre` spare bytes:
+ * slide it down behind its header (whose size is known only now), mask it in place.
+ */
+static void frame_in_place(struct kite_codec *c, uint8_t first, const struct kite_ext_sink *s,
+                           const uint8_t *key)
+{
+    uint8_t *base = kite__buf_head(&c->out) + c->out.len;
+    size_t hlen = kite__frame_header_size(s->len, key != NULL);
+    memmove(base + hlen, base + s->pre, s->len);
+    kite__frame_write_header(base, first, s->len, key);
+    if (key)
+        kite__mask_copy(base + hlen, base + hlen, s->len, key, 0);
+    c->out.len += hlen + s->len;
+}
+
+/* A message through the extensions (install order), then framed. The masking key is
+ * drawn first: once a compressor has taken the message, the frame must go out. */
+static int ext_send(struct kite_codec *c, enum kite_opcode type, const void *data, size_t len)
+{
+    uint8_t key[4];
+    bool masked = (c->flags & F_CLIENT) != 0;
+    if (masked && kite__random_mask(key) != KITE_OK)
+        return KITE_ERR_CRYPTO;
+    struct kite_ext_msg m = {type, 0, data, len};
+    struct kite_ext_sink sink;
+    kite__ext_sink_init(&sink, &c->out, c->alloc, masked ? 14 : 10, UINT64_MAX);
+    enum kite__ext_where where;
+    int rc = kite__ext_outgoing(c->ext, &m, &sink, &where);
+    if (rc != KITE_OK)
+        return rc;
+    uint8_t first = (uint8_t)(0x80 | (m.rsv & KITE_RSV_MASK) | type);
+    if (where == KITE__EXT_IN_SINK && sink.len) {
+        frame_in_place(c, first, &sink, masked ? key : NULL);
+        return KITE_OK;
+    }
+    if (where == KITE__EXT_IN_SINK)
+        m.data = NULL, m.len = 0;
+    rc = put_frame(c, first, m.data, m.len);
+    if (where == KITE__EXT_SCRATCH)
+        kite__ext_release(c->ext);
+    return rc;
+}
+
 int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *data, size_t len)
 {
     if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
         return KITE_ERR_INVALID;
     int rc = can_send(c);
-    return rc != KITE_OK ? rc : put_frame(c, (uint8_t)(0x80 | type), data, len);
+    if (rc != KITE_OK)
+        return rc;
+    if (c->ext && !(c->flags & F_RAW))
+        return ext_send(c, type, data, len);
+    return put_frame(c, (uint8_t)(0x80 | type), data, len);
 }
 
 /* A close frame has been queued (§7.1.2): start the wait for the peer's. In raw mode the
@@ -703,6 +874,13 @@ struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
     struct kite_codec *c = kite__calloc(cfg->allocator, sizeof(*c));
     if (!c)
         return NULL;
+    uint8_t rsv = cfg->rsv_allowed;
+    if (cfg->extensions) {
+        /* Negotiated extensions own their RSV bits (RFC 6455 §5.2). */
+        rsv |= kite__ext_chain_rsv(cfg->extensions);
+        kite__ext_chain_adopt(cfg->extensions);
+        c->ext = cfg->extensions;
+    }
     c->alloc = cfg->allocator;
     c->cb = cb ? cb : &no_callbacks;
     c->ud = ud;
@@ -711,7 +889,7 @@ struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
         c->flags |= F_CLIENT;
     if (cfg->mode == KITE_MODE_RAW)
         c->flags |= F_RAW;
-    kite__frame_parser_init(&c->p, cfg->role, c->opt.max_frame_size, cfg->rsv_allowed,
+    kite__frame_parser_init(&c->p, cfg->role, c->opt.max_frame_size, rsv,
                             cfg->role == KITE_ROLE_SERVER && c->opt.masking);
     c->timer = add_ms(now_ms, c->opt.ping_period_ms);
     return c;
@@ -726,6 +904,7 @@ void kite_codec_free(struct kite_codec *c)
         kite__free(c->alloc, c->aux);
     }
     kite__buf_free(&c->out, c->alloc);
+    kite_ext_chain_free(c->ext);
     kite__free(c->alloc, c);
 }
 
@@ -782,4 +961,9 @@ const struct kite_ws_options *kite_codec_options(const struct kite_codec *c)
 void kite_codec_set_user_data(struct kite_codec *c, void *ud)
 {
     c->ud = ud;
+}
+
+void *kite_codec_extension(const struct kite_codec *c, const struct kite_extension *ext)
+{
+    return c ? kite_ext_chain_get(c->ext, ext) : NULL;
 }

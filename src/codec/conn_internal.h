@@ -1,12 +1,15 @@
 /*
  * codec/conn_internal — the layout of struct kite_codec, shared by conn.c and its unit
- * tests (which measure its size: an idle connection is mostly this struct).
+ * tests (which measure its size: an idle connection is mostly this struct), and the
+ * internal side of the extension machinery (ext.c) that conn.c and the server and
+ * client layers use.
  */
 #ifndef KITE_CODEC_CONN_INTERNAL_H
 #define KITE_CODEC_CONN_INTERNAL_H
 
 #include "codec/frame.h"
 #include "kite/codec.h"
+#include "kite/extension.h"
 #include "util/util.h"
 
 /* State that only a busy or closing connection needs; allocated on first use. */
@@ -35,6 +38,83 @@ struct kite_codec {
     uint16_t flags; /* F_* in conn.c */
     uint8_t ctl_len; /* default mode: bytes of a partial control frame in aux->msg */
     uint8_t msg_op; /* default mode: KITE_OP_TEXT/BINARY of the message in progress, or 0 */
+    struct kite_ext_chain *ext; /* negotiated extensions (owned), or NULL: the fast path */
 };
+
+/* ------------------------------------------------------------------------------------
+ * Extensions (ext.c)
+ */
+
+/* Output of a transform: bytes appended to a kite_buf after `pre` free bytes (room for
+ * a frame header), not counted in the buffer's len until the owner takes them. */
+struct kite_ext_sink {
+    struct kite_buf *b;
+    const struct kite_allocator *a;
+    size_t pre;     /* bytes left free before the output */
+    size_t len;     /* output committed so far */
+    uint64_t limit; /* most output accepted before KITE_ERR_TOO_BIG (UINT64_MAX: none) */
+};
+
+void kite__ext_sink_init(struct kite_ext_sink *s, struct kite_buf *b,
+                         const struct kite_allocator *a, size_t pre, uint64_t limit);
+/* The committed output. Only valid when len > 0 (the buffer has memory). */
+static inline uint8_t *kite__ext_sink_data(const struct kite_ext_sink *s)
+{
+    return s->b->data + s->b->off + s->b->len + s->pre;
+}
+
+/* Where a chain put its output. */
+enum kite__ext_where {
+    KITE__EXT_PASSED = 0, /* every extension passed: the input is the output */
+    KITE__EXT_IN_SINK = 1, /* in the sink given by the caller (sink->len bytes) */
+    KITE__EXT_SCRATCH = 2, /* in the chain's scratch memory: valid until its next use */
+};
+
+/* The RSV bits the chain's extensions claim. */
+uint8_t kite__ext_chain_rsv(const struct kite_ext_chain *ch);
+/* The codec takes the chain: drop what only the handshake needed (the header text). */
+void kite__ext_chain_adopt(struct kite_ext_chain *ch);
+/* A new incoming data message starts (its first frame's header): remember its RSV bits
+ * for every chunk of it. */
+void kite__ext_in_start(struct kite_ext_chain *ch, uint8_t rsv);
+/*
+ * Run an outgoing message through the chain, in install order. The last extension
+ * writes into `final`; earlier ones into scratch. On return *where says where the
+ * output is: PASSED (m unchanged), IN_SINK, or SCRATCH (m->data/len point there).
+ * m->rsv collects the extensions' RSV bits. Returns KITE_OK or the failing extension's
+ * code (nothing to send then).
+ */
+int kite__ext_outgoing(struct kite_ext_chain *ch, struct kite_ext_msg *m,
+                       struct kite_ext_sink *final, enum kite__ext_where *where);
+/*
+ * Run a chunk of an incoming message through the chain, in reverse install order. The
+ * first installed extension writes into `final`. *where: PASSED (the chunk itself),
+ * IN_SINK (final->len new bytes), or SCRATCH (at *out, *out_len bytes; valid until the next call).
+ * The chunk is the first of its message right after kite__ext_in_start(). Returns KITE_OK
+ * or the failing code.
+ */
+int kite__ext_incoming(struct kite_ext_chain *ch, const uint8_t *data, size_t len, bool last,
+                       enum kite_opcode op, struct kite_ext_sink *final,
+                       enum kite__ext_where *where, const uint8_t **out, size_t *out_len);
+
+/* Release the chain's scratch memory (once a SCRATCH result has been copied). */
+void kite__ext_release(struct kite_ext_chain *ch);
+
+/*
+ * Negotiation over the header lines of a parsed head (see kite_ext_negotiate and
+ * kite_ext_accept in <kite/extension.h>, which take one joined value): every
+ * Sec-WebSocket-Extensions line of `h`, in order. For the server and client layers.
+ */
+struct kite_http_header;
+int kite__ext_negotiate_headers(const struct kite_ext_list *l, enum kite_mode mode,
+                                const struct kite_http_header *h, size_t n,
+                                const struct kite_allocator *a, struct kite_ext_chain **out);
+int kite__ext_accept_headers(const struct kite_ext_list *l, enum kite_mode mode,
+                             const struct kite_http_header *h, size_t n,
+                             const struct kite_allocator *a, struct kite_ext_chain **out);
+/* The client's offer appended to `out` (nothing when there is nothing to offer).
+ * KITE_OK, KITE_ERR_NOMEM, or an offer() error (out unchanged then). */
+int kite__ext_offer_buf(const struct kite_ext_list *l, enum kite_mode mode, struct kite_buf *out,
+                        const struct kite_allocator *a);
 
 #endif
