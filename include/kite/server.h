@@ -48,6 +48,7 @@ extern "C" {
 
 struct kite_app;
 struct kite_route;
+struct kite_tls_server_options; /* <kite/tls.h> */
 
 /* Log levels for the app's log hook. */
 enum kite_log_level {
@@ -131,6 +132,36 @@ KITE_EXTERN uint16_t kite_app_listener_port(const struct kite_app *app, size_t i
  * with a NUL. Returns the length, or KITE_ERR_NOTFOUND / KITE_ERR_INVALID (cap too
  * small). */
 KITE_EXTERN int kite_app_listener_url(const struct kite_app *app, size_t i, char *buf, size_t cap);
+
+/* TLS for the server (wss://).
+ *
+ * A TLS listener sits beside plain ones in the same app: kite_app_listen() for ws://,
+ * kite_app_listen_tls() for wss://, as many of each as you like, all serving the same
+ * routes. The TLS handshake runs on the loop without blocking it, inside the app's
+ * handshake_timeout_ms (a client that stalls it is dropped like a slow request head).
+ */
+
+/*
+ * Listen on host:port (as kite_app_listen()) with TLS: `tls` (borrowed for the call;
+ * kite_tls_server_options_init(), then cert_file + key_file and/or an SNI list) is
+ * loaded now, so a missing file or a key that does not match is reported here. On
+ * failure, if `err` is not NULL, err[0..errlen) holds a message naming the file and the
+ * reason (with `err` NULL, the message goes to the app's log at KITE_LOG_ERROR). Returns KITE_OK, KITE_ERR_INVALID (bad
+ * options), KITE_ERR_TLS (a file cannot be read or parsed, key mismatch),
+ * KITE_ERR_NOMEM, or kite_app_listen()'s errors.
+ */
+KITE_EXTERN int kite_app_listen_tls(struct kite_app *app, const char *host, uint16_t port,
+                                    const struct kite_tls_server_options *tls, char *err,
+                                    size_t errlen);
+/* Is listener `i` a TLS one? (kite_app_listener_url() then says "wss://".) False when
+ * there is no such listener. */
+KITE_EXTERN bool kite_app_listener_is_tls(const struct kite_app *app, size_t i);
+
+/* Did this request come over TLS (a listener made by kite_app_listen_tls)? */
+KITE_EXTERN bool kite_request_is_tls(const struct kite_request *r);
+/* Its TLS version ("TLSv1.3"), or NULL for a plain connection. Static storage. */
+KITE_EXTERN const char *kite_request_tls_version(const struct kite_request *r);
+
 
 /*
  * Serve until stopped (kite_app_stop(), or SIGINT/SIGTERM when handle_signals), then

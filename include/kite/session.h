@@ -61,6 +61,7 @@ struct kite_session;
 struct kite_loop;
 /* The HTTP upgrade request that opened a server session (see <kite/server.h>). */
 struct kite_request;
+struct kite_extension; /* <kite/extension.h> */
 
 /* A borrowed byte range (not NUL-terminated). `ptr` is NULL for "absent". */
 struct kite_str {
@@ -227,6 +228,16 @@ KITE_EXTERN int kite_session_set_options(struct kite_session *s, const struct ki
 /* The negotiated subprotocol (Sec-WebSocket-Protocol), or NULL. Valid for the
  * session's life. */
 KITE_EXTERN const char *kite_session_subprotocol(const struct kite_session *s);
+
+/* The session's instance of a negotiated extension (Ktor's extensionOrNull), e.g.
+ * kite_session_extension(s, &kite_ext_permessage_deflate) for kite_pmd_params(); NULL
+ * when it was not negotiated or the session has ended. Owned by the session. Loop
+ * thread; may be called from callbacks. */
+KITE_EXTERN void *kite_session_extension(const struct kite_session *s,
+                                         const struct kite_extension *ext);
+/* Is the session's connection TLS (wss://)? */
+KITE_EXTERN bool kite_session_is_tls(const struct kite_session *s);
+
 
 /* The peer's address as text, "192.0.2.1:5555" or "[2001:db8::1]:5555", into
  * buf[0..cap) with a NUL (getpeername(2), so it costs the session no memory). Returns

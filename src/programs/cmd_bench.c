@@ -24,6 +24,12 @@
  * A "raw peer" (bench/peers/raw_echo.c) echoes our bytes verbatim, so its frames come
  * back masked. For it a second codec in the server role parses what we read: it
  * unmasks, and every byte is still verified.
+ *
+ * wss:// URLs (or --tls) speak TLS with plain OpenSSL over the same non-blocking
+ * sockets (SSL_set_fd): the handshake is one more connection state, and reads and
+ * writes go through SSL_read_ex/SSL_write_ex. Everything a connection has queued is
+ * handed to one SSL_write, so small messages share full records. The server's
+ * certificate is not verified: this is a load generator for servers we start.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +46,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "kite/kite.h"
 #include "http/handshake.h"
@@ -81,12 +90,13 @@ struct bopts {
     double timeout;        /* --timeout: hard deadline in seconds; < 0 = derived */
     uint32_t src_addrs;    /* --src-addrs: loopback source addresses to rotate over */
     uint32_t concurrency;  /* --concurrency: connection attempts in progress at once */
+    bool tls;              /* wss:// or --tls */
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: kite bench echo|connect|broadcast [ws://HOST:PORT/PATH] [options]\n"
+            "usage: kite bench echo|connect|broadcast [ws[s]://HOST:PORT/PATH] [options]\n"
             "  --host H          server address (127.0.0.1)\n"
             "  --port N          server port (8080)\n"
             "  --path P          request path (/; /broadcast in broadcast mode)\n"
@@ -102,6 +112,7 @@ static void usage(FILE *out)
             "  --timeout SEC     hard deadline for the whole run (derived)\n"
             "  --src-addrs N     rotate source addresses 127.0.0.1..N (16)\n"
             "  --concurrency N   connection attempts in progress at once (256)\n"
+            "  --tls             speak TLS (wss://); the certificate is not verified\n"
             "  --json-only       print only the JSON result line\n");
 }
 
@@ -126,13 +137,15 @@ static int parse_secs(const char *s, double *out)
     return 0;
 }
 
-/* ws://HOST:PORT/PATH, HOST possibly a bracketed IPv6 literal. Writes into `store`,
- * which must outlive the options. */
+/* ws://HOST:PORT/PATH or wss://..., HOST possibly a bracketed IPv6 literal. Writes
+ * into `store`, which must outlive the options. */
 static int parse_url(const char *url, struct bopts *o, char *store, size_t cap)
 {
-    if (strncmp(url, "ws://", 5) != 0 || strlen(url + 5) + 2 > cap)
+    size_t skip = strncmp(url, "wss://", 6) == 0 ? 6 : 5;
+    if ((skip == 5 && strncmp(url, "ws://", 5) != 0) || strlen(url + skip) + 2 > cap)
         return -1;
-    strcpy(store, url + 5);
+    o->tls = skip == 6;
+    strcpy(store, url + skip);
     char *host = store, *p;
     if (*host == '[') {
         p = strchr(++host, ']');
@@ -143,7 +156,7 @@ static int parse_url(const char *url, struct bopts *o, char *store, size_t cap)
         p = host + strcspn(host, ":/");
     }
     char *path = strchr(p, '/');
-    o->port = 80; /* RFC 6455 §3: the ws scheme's default port */
+    o->port = o->tls ? 443 : 80; /* RFC 6455 §3: the schemes' default ports */
     if (*p == ':') {
         *p++ = '\0';
         char digits[8] = {0};
@@ -224,6 +237,8 @@ static int parse_flag(struct bopts *o, const char *name)
         o->json_only = true;
     else if (!strcmp(name, "--raw-peer"))
         o->raw_peer = true;
+    else if (!strcmp(name, "--tls"))
+        o->tls = true;
     else
         return 0;
     return 1;
@@ -249,7 +264,7 @@ static int parse_args(int argc, char **argv, struct bopts *o, char *url_store, s
         return -1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (!strncmp(a, "ws://", 5)) {
+        if (!strncmp(a, "ws://", 5) || !strncmp(a, "wss://", 6)) {
             if (parse_url(a, o, url_store, cap) < 0)
                 return -1;
             continue;
@@ -401,7 +416,7 @@ static uint64_t hist_quantile(const struct hist *h, double q)
  * Bench state.
  */
 
-enum cstate { CS_NEW, CS_CONNECTING, CS_HS_WRITE, CS_HS_READ, CS_OPEN, CS_DONE };
+enum cstate { CS_NEW, CS_CONNECTING, CS_TLS, CS_HS_WRITE, CS_HS_READ, CS_OPEN, CS_DONE };
 enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_HOLD, PH_DRAIN, PH_CLOSE, PH_DONE };
 
 struct bench;
@@ -411,6 +426,7 @@ struct bconn {
     struct kite_codec *tx; /* client role: frames what we send; reads a WebSocket server */
     struct kite_codec *rx; /* raw peer only: server role, reads our own echoed frames */
     struct kite_buf hs;    /* handshake bytes: the request, then the response */
+    SSL *ssl;              /* wss://: the TLS connection, else NULL */
     uint64_t next_send;    /* sequence number of the next message to send */
     uint64_t next_recv;    /* sequence number expected next */
     uint64_t send_limit;   /* -n: send no message numbered this or higher */
@@ -446,6 +462,7 @@ struct bench {
     socklen_t dst_len;
     bool dst_loopback4;            /* bind sources to 127.0.0.x */
     struct kite_ws_client_req creq; /* what the upgrade asks for */
+    SSL_CTX *tls;                  /* wss://: one client context for every connection */
     int ep;
     struct bconn *conns;
     uint32_t n_conns;              /* broadcast: subscribers + the publisher */
@@ -520,8 +537,8 @@ static size_t pat_offset(uint32_t id, uint64_t seq)
 static void write_seq(uint8_t *out, size_t n, uint64_t seq)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = n; i-- > 0; seq >>= 4)
-        out[i] = (uint8_t)hex[seq & 15];
+    for (size_t i = 0; i < n && i < SEQ_DIGITS; i++)
+        out[n - 1 - i] = (uint8_t)hex[(seq >> (4 * i)) & 15];
 }
 
 static void build_msg(const struct bench *b, uint8_t *out, uint32_t id, uint64_t seq)
@@ -617,6 +634,60 @@ static void conn_set_events(struct bench *b, struct bconn *k, uint32_t events)
         k->events = events;
 }
 
+/* A failed SSL call as a return code: -EAGAIN (wants I/O), 0 (the peer closed),
+ * -errno, or -EPROTO for a TLS failure. */
+static ssize_t tls_err(struct bconn *k, int ret)
+{
+    int e = SSL_get_error(k->ssl, ret);
+    int sys = errno;
+    ERR_clear_error();
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return -EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        return sys ? -sys : 0;
+    default:
+        return -EPROTO;
+    }
+}
+
+/* One non-blocking write over TCP or TLS: bytes taken, -EAGAIN, or -errno. A TLS write
+ * that returned -EAGAIN is retried with the same bytes first (the codec's pending
+ * output only grows at its end; the context accepts a moving buffer). */
+static ssize_t io_send(struct bconn *k, const void *p, size_t n)
+{
+    if (k->ssl) {
+        size_t w = 0;
+        if (SSL_write_ex(k->ssl, p, n, &w) == 1)
+            return (ssize_t)w;
+        return tls_err(k, 0);
+    }
+    for (;;) {
+        ssize_t w = send(k->fd, p, n, MSG_NOSIGNAL);
+        if (w >= 0 || errno != EINTR)
+            return w >= 0 ? w : -errno;
+    }
+}
+
+/* One non-blocking read: bytes, 0 at EOF, -EAGAIN, or -errno. */
+static ssize_t io_recv(struct bconn *k, void *p, size_t n)
+{
+    if (k->ssl) {
+        size_t r = 0;
+        if (SSL_read_ex(k->ssl, p, n, &r) == 1)
+            return (ssize_t)r;
+        return tls_err(k, 0);
+    }
+    for (;;) {
+        ssize_t r = recv(k->fd, p, n, 0);
+        if (r >= 0 || errno != EINTR)
+            return r >= 0 ? r : -errno;
+    }
+}
+
 static void conn_transport_closed(struct bconn *k, int err)
 {
     k->eof = true;
@@ -632,15 +703,13 @@ static void conn_flush(struct bench *b, struct bconn *k)
     const uint8_t *p;
     size_t n;
     while (!k->eof && (n = kite_codec_pending(k->tx, &p)) > 0) {
-        ssize_t w = send(k->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                conn_set_events(b, k, EPOLLIN | EPOLLOUT);
-                return;
-            }
-            conn_transport_closed(k, -errno);
+        ssize_t w = io_send(k, p, n);
+        if (w == -EAGAIN) {
+            conn_set_events(b, k, EPOLLIN | EPOLLOUT);
+            return;
+        }
+        if (w <= 0) {
+            conn_transport_closed(k, w < 0 ? (int)w : -EPIPE);
             return;
         }
         kite_codec_consume(k->tx, (size_t)w);
@@ -655,6 +724,8 @@ static void conn_release(struct bench *b, struct bconn *k)
 {
     if (k->fd < 0)
         return;
+    SSL_free(k->ssl);
+    k->ssl = NULL;
     close(k->fd);
     k->fd = -1;
     b->n_live--;
@@ -714,17 +785,22 @@ static void feed(struct bench *b, struct bconn *k, uint8_t *p, size_t n)
 
 static void conn_read(struct bench *b, struct bconn *k)
 {
-    for (int i = 0; i < 4 && !kite_codec_is_closed(reader(k)); i++) {
-        ssize_t n = recv(k->fd, b->rbuf, RBUF_SIZE, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    /* TLS hands over one record (<= 16 KiB) per read: keep going while OpenSSL holds
+     * read-ahead bytes (epoll cannot see them); once it holds none, its last read(2)
+     * took what the socket had, or epoll (level-triggered) reports the rest. */
+    for (int i = 0; (k->ssl ? (i == 0 || SSL_has_pending(k->ssl)) : i < 4) &&
+                    !kite_codec_is_closed(reader(k));
+         i++) {
+        ssize_t n = io_recv(k, b->rbuf, RBUF_SIZE);
+        if (n == -EAGAIN)
             break;
         if (n <= 0) {
-            conn_transport_closed(k, n == 0 ? 0 : -errno);
+            conn_transport_closed(k, (int)n);
             break;
         }
         b->now = now_ns();
         feed(b, k, b->rbuf, (size_t)n);
-        if ((size_t)n < RBUF_SIZE)
+        if (!k->ssl && (size_t)n < RBUF_SIZE)
             break;
     }
     conn_sync(b, k);
@@ -793,19 +869,53 @@ static void start_connects(struct bench *b)
 static void hs_write(struct bench *b, struct bconn *k)
 {
     while (k->hs.len > 0) {
-        ssize_t w = send(k->fd, kite__buf_head(&k->hs), k->hs.len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno == EAGAIN)
-            return; /* EPOLLOUT is still registered */
-        if (w < 0) {
-            conn_fail(b, k, "handshake write", strerror(errno));
+        ssize_t w = io_send(k, kite__buf_head(&k->hs), k->hs.len);
+        if (w == -EAGAIN) {
+            conn_set_events(b, k, EPOLLOUT);
+            return;
+        }
+        if (w <= 0) {
+            conn_fail(b, k, "handshake write", w < 0 ? strerror((int)-w) : "EOF");
             return;
         }
         kite__buf_consume(&k->hs, (size_t)w);
     }
     k->state = CS_HS_READ;
     conn_set_events(b, k, EPOLLIN);
+}
+
+/* TCP (and TLS, for wss://) is up: send the upgrade request. */
+static void send_request(struct bench *b, struct bconn *k)
+{
+    int rc = kite__ws_make_key(k->key);
+    if (rc == KITE_OK)
+        rc = kite__ws_write_request(&k->hs, NULL, &b->creq, k->key);
+    if (rc != KITE_OK) {
+        conn_fail(b, k, "handshake request", kite_strerror(rc));
+        return;
+    }
+    k->state = CS_HS_WRITE;
+    hs_write(b, k);
+}
+
+/* One step of the TLS handshake; the fd interest follows what OpenSSL waits for. */
+static void tls_step(struct bench *b, struct bconn *k)
+{
+    int r = SSL_do_handshake(k->ssl);
+    if (r == 1) {
+        send_request(b, k);
+        return;
+    }
+    int e = SSL_get_error(k->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        conn_set_events(b, k, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+        return;
+    }
+    char d[120];
+    unsigned long code = ERR_get_error();
+    ERR_clear_error();
+    snprintf(d, sizeof(d), "%s", code ? ERR_reason_error_string(code) : "connection closed");
+    conn_fail(b, k, "tls handshake", d);
 }
 
 static void conn_connected(struct bench *b, struct bconn *k)
@@ -818,15 +928,22 @@ static void conn_connected(struct bench *b, struct bconn *k)
         conn_fail(b, k, "connect", strerror(err));
         return;
     }
-    int rc = kite__ws_make_key(k->key);
-    if (rc == KITE_OK)
-        rc = kite__ws_write_request(&k->hs, NULL, &b->creq, k->key);
-    if (rc != KITE_OK) {
-        conn_fail(b, k, "handshake request", kite_strerror(rc));
+    if (!b->tls) {
+        send_request(b, k);
         return;
     }
-    k->state = CS_HS_WRITE;
-    hs_write(b, k);
+    k->ssl = SSL_new(b->tls);
+    if (!k->ssl || SSL_set_fd(k->ssl, k->fd) != 1) {
+        conn_fail(b, k, "tls", "SSL_new failed");
+        return;
+    }
+    /* SNI for names only (RFC 6066 §3 forbids IP literals). */
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, b->o.host, &a6) != 1 && inet_pton(AF_INET6, b->o.host, &a6) != 1)
+        SSL_set_tlsext_host_name(k->ssl, b->o.host);
+    SSL_set_connect_state(k->ssl);
+    k->state = CS_TLS;
+    tls_step(b, k);
 }
 
 static struct kite_codec *codec_make(struct bench *b, struct bconn *k, enum kite_role role);
@@ -896,11 +1013,11 @@ static void hs_read(struct bench *b, struct bconn *k)
         conn_fail(b, k, "handshake", kite_strerror(KITE_ERR_NOMEM));
         return;
     }
-    ssize_t n = recv(k->fd, dst, HS_READ_CHUNK, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    ssize_t n = io_recv(k, dst, HS_READ_CHUNK);
+    if (n == -EAGAIN)
         return;
     if (n <= 0) {
-        conn_fail(b, k, "handshake", n == 0 ? "server closed the connection" : strerror(errno));
+        conn_fail(b, k, "handshake", n == 0 ? "server closed the connection" : strerror((int)-n));
         return;
     }
     size_t last = k->hs.len;
@@ -914,6 +1031,9 @@ static void conn_on_event(struct bench *b, struct bconn *k, uint32_t events)
     switch (k->state) {
     case CS_CONNECTING:
         conn_connected(b, k);
+        break;
+    case CS_TLS:
+        tls_step(b, k);
         break;
     case CS_HS_WRITE:
         hs_write(b, k);
@@ -1488,6 +1608,7 @@ static void bench_free(struct bench *b)
             conn_release(b, &b->conns[i]);
     if (b->ep >= 0)
         close(b->ep);
+    SSL_CTX_free(b->tls);
     kite__free(NULL, b->conns);
     kite__free(NULL, b->rbuf);
     kite__free(NULL, b->h);
@@ -1495,6 +1616,30 @@ static void bench_free(struct bench *b)
     kite__free(NULL, b->msg);
     kite__free(NULL, b->sent_ring);
     kite__free(NULL, b->slots);
+}
+
+/* One client context for every wss:// connection: TLS 1.2+, no verification (we
+ * measure servers we started), partial writes so a big queued output goes out record by
+ * record, and an EOF without close_notify read as a plain EOF. */
+static int tls_setup(struct bench *b)
+{
+    b->tls = SSL_CTX_new(TLS_client_method());
+    if (!b->tls) {
+        fprintf(stderr, "kite bench: cannot make a TLS context\n");
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(b->tls, TLS1_2_VERSION);
+    SSL_CTX_set_verify(b->tls, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(b->tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(b->tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Offer AES-128-GCM first, as browsers do (OpenSSL's own order starts with
+     * AES-256); the server picks from our order unless it insists on its own. */
+    SSL_CTX_set_ciphersuites(b->tls, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                     "TLS_CHACHA20_POLY1305_SHA256");
+    /* One read(2) takes several records; conn_read drains what OpenSSL buffers. */
+    SSL_CTX_set_read_ahead(b->tls, 1);
+    SSL_CTX_set_default_read_buffer_len(b->tls, 64 * 1024);
+    return 0;
 }
 
 static int bench_setup(struct bench *b)
@@ -1521,7 +1666,7 @@ static int bench_setup(struct bench *b)
     b->creq.host = kite__view_cstr(b->o.host);
     b->creq.port = (uint16_t)b->o.port;
     b->creq.path = kite__view_cstr(b->o.path);
-    return 0;
+    return b->o.tls ? tls_setup(b) : 0;
 }
 
 /* Deadlines: connecting may take 10 s plus 1 s per 1,000 connections; the hard
@@ -1592,8 +1737,8 @@ static void json_common(const struct bench *b)
     json_string("host", b->o.host);
     printf(",\"port\":%u", b->o.port);
     json_string("path", b->o.path);
-    printf(",\"connections\":%u,\"open\":%u,\"raw_peer\":%s", b->o.conns, conns_open(b),
-           b->raw_seen ? "true" : "false");
+    printf(",\"connections\":%u,\"open\":%u,\"raw_peer\":%s,\"tls\":%s", b->o.conns,
+           conns_open(b), b->raw_seen ? "true" : "false", b->o.tls ? "true" : "false");
 }
 
 static void json_errors(const struct bench *b)
@@ -1687,9 +1832,10 @@ static void report_echo(const struct bench *b)
 {
     if (!b->o.json_only) {
         fprintf(stderr, "kite bench echo: %u/%u connections, %u in flight, %zu-byte %s "
-                        "messages, ws://%s:%u%s%s\n",
+                        "messages, %s://%s:%u%s%s\n",
                 b->n_open, b->o.conns, b->o.pipeline, b->o.size,
-                b->o.binary ? "binary" : "text", b->o.host, b->o.port, b->o.path,
+                b->o.binary ? "binary" : "text", b->o.tls ? "wss" : "ws", b->o.host, b->o.port,
+                b->o.path,
                 b->raw_seen ? " (raw peer)" : "");
         human_traffic(b, "echoes");
         human_cpu(b, b->msgs, "msg");

@@ -94,6 +94,14 @@ static int apply(struct prog_opts *o, const char *opt, const char *val)
         if (parse_u64(val, UINT32_MAX, false, &v) < 0)
             return bad_value(opt, val, "milliseconds, 0 for none");
         o->ws.ping_period_ms = (uint32_t)v;
+    } else if (strcmp(opt, "--tls-cert") == 0) {
+        if (!*val)
+            return bad_value(opt, val, "a PEM certificate chain file");
+        o->tls_cert = val;
+    } else if (strcmp(opt, "--tls-key") == 0) {
+        if (!*val)
+            return bad_value(opt, val, "a PEM private key file");
+        o->tls_key = val;
     } else if (strcmp(opt, "--timeout") == 0) {
         if (parse_u64(val, UINT32_MAX, false, &v) < 0 || v == 0)
             return bad_value(opt, val, "milliseconds > 0");
@@ -109,7 +117,8 @@ static int apply(struct prog_opts *o, const char *opt, const char *val)
 static bool takes_value(const char *opt)
 {
     static const char *const with[] = {"--host",      "--port",        "--max-message",
-                                       "--max-frame", "--ping-period", "--timeout"};
+                                       "--max-frame", "--ping-period", "--timeout",
+                                       "--tls-cert",  "--tls-key"};
     for (size_t i = 0; i < sizeof(with) / sizeof(with[0]); i++)
         if (strcmp(opt, with[i]) == 0)
             return true;
@@ -160,6 +169,10 @@ int prog_parse(int argc, char **argv, struct prog_opts *o, const char *usage)
         if (rc)
             return rc;
     }
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "kite %s: --tls-cert and --tls-key go together\n", prog_name);
+        return 2;
+    }
     return 0;
 }
 
@@ -188,10 +201,27 @@ struct kite_app *prog_app_new(const struct prog_opts *o)
     return app;
 }
 
+/* Listen with TLS: the certificate is loaded now, so a bad file is reported before the
+ * listening line. */
+static int listen_tls(struct kite_app *app, const struct prog_opts *o)
+{
+    struct kite_tls_server_options tls;
+    kite_tls_server_options_init(&tls);
+    tls.cert_file = o->tls_cert;
+    tls.key_file = o->tls_key;
+    char err[512];
+    int rc = kite_app_listen_tls(app, o->host, o->port, &tls, err, sizeof(err));
+    if (rc < 0 && err[0] && rc != -EADDRINUSE && rc != -EACCES)
+        fprintf(stderr, "kite %s: TLS: %s\n", o->name, err);
+    return rc;
+}
+
 int prog_serve(struct kite_app *app, const struct prog_opts *o)
 {
-    int rc = kite_app_listen(app, o->host, o->port);
-    if (rc == -EADDRINUSE) {
+    int rc = o->tls_cert ? listen_tls(app, o) : kite_app_listen(app, o->host, o->port);
+    if (o->tls_cert && (rc == KITE_ERR_TLS || rc == KITE_ERR_INVALID)) {
+        /* the message is out already */
+    } else if (rc == -EADDRINUSE) {
         fprintf(stderr, "kite %s: port %u is in use; try --port 0 or another port\n", o->name,
                 (unsigned)o->port);
     } else if (rc == -EACCES) {

@@ -23,11 +23,13 @@ static const char usage[] =
     "  --max-frame BYTES   largest frame accepted (default 16M); bigger -> close 1009\n"
     "  --ping-period MS    ping every MS milliseconds (default 0: never)\n"
     "  --timeout MS        pong and close-handshake timeout (default 15000)\n"
+    "  --tls-cert FILE     serve wss:// (TLS) with this PEM certificate chain ...\n"
+    "  --tls-key FILE      ... and this PEM private key\n"
     "  -q, --quiet         log errors only\n"
     "  -v, --verbose       also log every request and message\n"
     "\n"
-    "The first line on stdout is 'listening on ws://HOST:PORT/'. SIGINT or SIGTERM closes\n"
-    "every session with 1001 and exits 0.\n";
+    "The first line on stdout is 'listening on ws://HOST:PORT/' (wss:// with TLS).\n"
+    "SIGINT or SIGTERM closes every session with 1001 and exits 0.\n";
 
 static void on_open(struct kite_session *s, const struct kite_request *req, void *ud)
 {

@@ -1,4 +1,4 @@
-/* kite — the command: `kite demo`, `kite echo`, help and version. */
+/* kite — the command: `kite demo`, `kite echo`, `kite cat`, `kite bench`, help, version. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +11,7 @@ static const char usage[] =
     "commands:\n"
     "  demo     the demo page and the seed's echo conversation (ws://127.0.0.1:8080/echo)\n"
     "  echo     echo every message on any path (ws://127.0.0.1:9001/), for tests and benchmarks\n"
+    "  cat      a client: stdin lines out as messages, messages in as stdout lines\n"
     "  bench    load generator: 'kite bench echo|connect|broadcast --help'\n"
     "  help     show this help, or 'kite help <command>' for a command's options\n"
     "  version  show the version (also --version)\n";
@@ -23,6 +24,7 @@ struct command {
 static const struct command commands[] = {
     {"demo", prog_demo},
     {"echo", prog_echo},
+    {"cat", prog_cat},
     {"bench", kite__cmd_bench},
 };
 

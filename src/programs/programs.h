@@ -23,6 +23,8 @@ struct prog_opts {
     uint16_t port;
     int verbosity; /* enum prog_verbosity */
     struct kite_ws_options ws;
+    const char *tls_cert; /* --tls-cert: serve wss:// with this certificate chain */
+    const char *tls_key;  /* --tls-key: its private key */
 };
 
 /*
@@ -37,7 +39,8 @@ int prog_parse(int argc, char **argv, struct prog_opts *o, const char *usage);
 struct kite_app *prog_app_new(const struct prog_opts *o);
 
 /*
- * Listen, print "listening on ws://HOST:PORT/" as the first line of stdout (flushed),
+ * Listen (with TLS when --tls-cert/--tls-key were given), print "listening on
+ * ws://HOST:PORT/" (or wss://) as the first line of stdout (flushed),
  * run until SIGINT/SIGTERM, free the app. Returns the process exit status: 0 after a
  * graceful shutdown, 1 when listening failed (with a clear message on stderr).
  */
@@ -58,6 +61,7 @@ unsigned long prog_session_id(struct kite_session *s);
 /* Subcommands. argv[0] is the subcommand name. Return the exit status. */
 int prog_demo(int argc, char **argv);
 int prog_echo(int argc, char **argv);
+int prog_cat(int argc, char **argv);
 
 /* The demo page (demo_page.c). */
 extern const char prog_demo_page[];

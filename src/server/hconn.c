@@ -15,6 +15,7 @@ enum {
     H_LINGER = 1u << 2,      /* output done, half-closed, waiting for the peer's EOF */
     H_DEAD = 1u << 3,        /* torn down; freed at the end of the iteration */
     H_UPGRADED = 1u << 4,    /* the transport now belongs to a session */
+    H_TLS_HS = 1u << 5,      /* the TLS handshake is still running */
 };
 
 static void hc_io(struct kite_loop *loop, struct kite__io *io, uint32_t events);
@@ -37,7 +38,23 @@ static void refuse(int fd)
     close(fd);
 }
 
-void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *peer)
+/* Make the connection's transport: plain TCP, or the server side of TLS. */
+static int hc_transport(struct kite__hconn *hc, int fd, struct kite_tls_server_ctx *tls)
+{
+    if (!tls) {
+        kite__tcp_transport_init(&hc->tp, fd);
+        return KITE_OK;
+    }
+    int rc = kite__tls_transport_init_server(&hc->tp, tls, fd);
+    if (rc == KITE_OK) {
+        hc->tls = true;
+        hc->flags |= H_TLS_HS;
+    }
+    return rc;
+}
+
+void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *peer,
+                        struct kite_tls_server_ctx *tls)
 {
     char a[KITE__ADDRSTRLEN];
     if (app->state != KITE__APP_RUNNING) {
@@ -49,7 +66,10 @@ void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *p
             kite__addr_format(peer, a, sizeof(a));
             kite__app_log(app, KITE_LOG_WARN, "%s: refused (503): %zu connections", a, app->nconns);
         }
-        refuse(fd);
+        if (tls)
+            close(fd); /* a plain-text 503 means nothing to a TLS client */
+        else
+            refuse(fd);
         return;
     }
     struct kite__hconn *hc = kite__calloc(app->alloc, sizeof(*hc));
@@ -60,11 +80,17 @@ void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *p
     }
     hc->app = app;
     hc->peer = *peer;
-    kite__tcp_transport_init(&hc->tp, fd);
+    if (hc_transport(hc, fd, tls) < 0) {
+        kite__app_log(app, KITE_LOG_ERROR, "out of memory accepting a connection");
+        close(fd);
+        kite__free(app->alloc, hc);
+        return;
+    }
     kite__io_init(&hc->io, fd, hc_io);
     kite__timer_init(&hc->timer, hc_timer);
     kite__pending_init(&hc->flush, hc_flush);
-    int rc = kite__io_start(app->loop, &hc->io, KITE__IO_READ);
+    /* The handshake deadline covers TLS too: a client that stalls it is dropped. */
+    int rc = kite__io_start(app->loop, &hc->io, kite__tp_want_events(&hc->tp, KITE__IO_READ));
     if (rc < 0) {
         kite__tp_close(&hc->tp);
         kite__free(app->alloc, hc);
@@ -222,7 +248,7 @@ static void start_linger(struct kite__hconn *hc)
 
 static void hc_finish(struct kite__hconn *hc)
 {
-    if (hc->flags & (H_DEAD | H_UPGRADED))
+    if (hc->flags & (H_DEAD | H_UPGRADED | H_TLS_HS))
         return;
     if ((hc->flags & H_CLOSE_AFTER) && hc->out.len == 0 && !(hc->flags & H_LINGER))
         start_linger(hc);
@@ -445,6 +471,7 @@ static bool handle_request(struct kite__hconn *hc, const struct kite_http_reques
     memset(&kreq, 0, sizeof(kreq));
     kreq.http = req;
     kreq.peer = &hc->peer;
+    kreq.tp = &hc->tp;
     kreq.match = &m;
     if (kite__http_split_target(req->target, &kreq.path, &kreq.query) != KITE_OK) {
         respond_error(hc, 400, "bad request target", NULL, 0, false);
@@ -554,10 +581,52 @@ static void hc_read(struct kite__hconn *hc)
     process(hc, kite__buf_head(&hc->in), hc->in.len, true);
 }
 
+/* Read, then drain what TLS already decrypted: the fd will not signal it again. */
+static void hc_read_all(struct kite__hconn *hc)
+{
+    hc_read(hc);
+    for (int i = 0; i < 16 && !(hc->flags & (H_DEAD | H_UPGRADED | H_LINGER)) &&
+                    kite__tp_pending(&hc->tp) > 0;
+         i++)
+        hc_read(hc);
+}
+
+/* One step of the TLS handshake (never blocks: OpenSSL says what it waits for). A
+ * failure is the client's business (wrong port, untrusted certificate): log, drop. */
+static void hc_tls_step(struct kite__hconn *hc)
+{
+    int rc = kite__tp_handshake(&hc->tp);
+    if (rc == KITE_AGAIN) {
+        if (kite__io_start(hc->app->loop, &hc->io, kite__tp_want_events(&hc->tp, 0)) < 0)
+            hc_destroy(hc);
+        return;
+    }
+    if (rc < 0) {
+        if (kite__app_log_on(hc->app, KITE_LOG_INFO)) {
+            char a[KITE__ADDRSTRLEN], why[KITE__TLS_ERRLEN];
+            kite__addr_format(&hc->peer, a, sizeof(a));
+            kite__tls_last_error(&hc->tp, why, sizeof(why));
+            kite__app_log(hc->app, KITE_LOG_INFO, "%s: %s", a,
+                          why[0] ? why : kite_strerror(rc));
+        }
+        hc_destroy(hc);
+        return;
+    }
+    hc->flags &= ~(uint32_t)H_TLS_HS;
+    /* The request may have come with the last handshake flight: read it now, the fd
+     * will not signal it again (net/tls.h). */
+    hc_read_all(hc);
+}
+
 static void hc_io(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
     struct kite__hconn *hc = kite__container_of(io, struct kite__hconn, io);
     KITE_UNUSED(loop);
+    if (hc->flags & H_TLS_HS) {
+        hc_tls_step(hc);
+        hc_finish(hc);
+        return;
+    }
     if (events & KITE__IO_WRITE) {
         hc->flags &= ~(uint32_t)H_WRITE_WAIT;
         hc_write(hc);
@@ -565,6 +634,6 @@ static void hc_io(struct kite_loop *loop, struct kite__io *io, uint32_t events)
     if (hc->flags & H_DEAD)
         return;
     if (events & (KITE__IO_READ | KITE__IO_HUP | KITE__IO_ERROR))
-        hc_read(hc);
+        hc_read_all(hc);
     hc_finish(hc);
 }

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "kite/kite.h" /* kite_app_listen_tls and the request TLS getters */
 #include "server/server.h"
 
 void kite_app_options_init(struct kite_app_options *o)
@@ -90,6 +91,7 @@ static void close_listeners(struct kite_app *app)
         struct kite__app_listener *next = l->next;
         kite__listener_stop(app->loop, &l->l);
         close(l->fd);
+        kite__tls_server_ctx_free(l->tls); /* connections still open keep it alive */
         kite__free(app->alloc, l);
         l = next;
     }
@@ -257,7 +259,8 @@ static void on_accept(struct kite_loop *loop, struct kite__listener *l, int fd,
                       const struct kite__addr *peer)
 {
     KITE_UNUSED(loop);
-    kite__hconn_accept(l->data, fd, peer);
+    struct kite__app_listener *al = kite__container_of(l, struct kite__app_listener, l);
+    kite__hconn_accept(l->data, fd, peer, al->tls);
 }
 
 static void on_accept_error(struct kite_loop *loop, struct kite__listener *l, int err)
@@ -289,12 +292,10 @@ static int watch_signals(struct kite_app *app)
     return rc;
 }
 
-int kite_app_listen(struct kite_app *app, const char *host, uint16_t port)
+/* Bind host:port and add the listener (with its TLS context, which it then owns). */
+static int listen_add(struct kite_app *app, const char *host, uint16_t port,
+                      struct kite_tls_server_ctx *tls)
 {
-    if (!app)
-        return KITE_ERR_INVALID;
-    if (app->state >= KITE__APP_STOPPING)
-        return KITE_ERR_STATE;
     struct kite__app_listener *al = kite__calloc(app->alloc, sizeof(*al));
     if (!al)
         return KITE_ERR_NOMEM;
@@ -304,6 +305,7 @@ int kite_app_listen(struct kite_app *app, const char *host, uint16_t port)
         return fd;
     }
     al->fd = fd;
+    al->tls = tls;
     (void)watch_signals(app); /* a failure is reported by kite_app_run() */
     if (app->state == KITE__APP_RUNNING) {
         int rc = listener_start(app, al);
@@ -320,6 +322,55 @@ int kite_app_listen(struct kite_app *app, const char *host, uint16_t port)
     *pp = al;
     app->nlisteners++;
     return KITE_OK;
+}
+
+int kite_app_listen(struct kite_app *app, const char *host, uint16_t port)
+{
+    if (!app)
+        return KITE_ERR_INVALID;
+    if (app->state >= KITE__APP_STOPPING)
+        return KITE_ERR_STATE;
+    return listen_add(app, host, port, NULL);
+}
+
+int kite_app_listen_tls(struct kite_app *app, const char *host, uint16_t port,
+                        const struct kite_tls_server_options *tls, char *err, size_t errlen)
+{
+    char local[KITE__TLS_ERRLEN];
+    bool log = !err || errlen == 0; /* nobody will read err: the log gets it */
+    if (log) {
+        err = local;
+        errlen = sizeof(local);
+    }
+    err[0] = '\0';
+    if (!app || !tls) {
+        snprintf(err, errlen, "no TLS options");
+        return KITE_ERR_INVALID;
+    }
+    if (app->state >= KITE__APP_STOPPING)
+        return KITE_ERR_STATE;
+    struct kite_tls_server_ctx *ctx;
+    int rc = kite__tls_server_ctx_new(tls, app->alloc, &ctx, err, errlen);
+    if (rc < 0) {
+        if (log)
+            kite__app_log(app, KITE_LOG_ERROR, "TLS listener on port %u: %s", (unsigned)port,
+                          err);
+        return rc;
+    }
+    rc = listen_add(app, host, port, ctx);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen: %s", kite_strerror(rc));
+        kite__tls_server_ctx_free(ctx);
+    }
+    return rc;
+}
+
+bool kite_app_listener_is_tls(const struct kite_app *app, size_t i)
+{
+    const struct kite__app_listener *l = app->listeners;
+    while (l && i--)
+        l = l->next;
+    return l && l->tls;
 }
 
 size_t kite_app_listener_count(const struct kite_app *app)
@@ -348,7 +399,7 @@ int kite_app_listener_url(const struct kite_app *app, size_t i, char *buf, size_
         return KITE_ERR_NOTFOUND;
     char a[KITE__ADDRSTRLEN];
     kite__addr_format(&l->addr, a, sizeof(a));
-    int n = snprintf(buf, cap, "ws://%s/", a);
+    int n = snprintf(buf, cap, "%s://%s/", l->tls ? "wss" : "ws", a);
     if (n < 0 || (size_t)n >= cap)
         return KITE_ERR_INVALID;
     return n;
@@ -615,6 +666,16 @@ bool kite_request_protocol_at(const struct kite_request *r, size_t i, struct kit
 const char *kite_request_subprotocol(const struct kite_request *r)
 {
     return r->subprotocol;
+}
+
+bool kite_request_is_tls(const struct kite_request *r)
+{
+    return r->tp && kite__tls_is(r->tp);
+}
+
+const char *kite_request_tls_version(const struct kite_request *r)
+{
+    return kite_request_is_tls(r) ? kite__tls_version(r->tp) : NULL;
 }
 
 int kite_request_remote_addr(const struct kite_request *r, char *buf, size_t cap)

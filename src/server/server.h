@@ -19,6 +19,7 @@
 #include "loop/loop.h"
 #include "net/listener.h"
 #include "net/sockutil.h"
+#include "net/tls.h"
 #include "net/transport.h"
 #include "server/router.h"
 #include "session/session.h"
@@ -48,6 +49,7 @@ struct kite__app_listener {
     struct kite__listener l;
     int fd;
     struct kite__addr addr; /* bound address */
+    struct kite_tls_server_ctx *tls; /* wss:// listener, or NULL for ws:// */
     struct kite__app_listener *next;
 };
 
@@ -95,6 +97,7 @@ struct kite__hconn {
     size_t last_len;     /* parser hint: bytes already scanned */
     struct kite__addr peer;
     uint32_t flags; /* H_* in hconn.c */
+    bool tls;       /* accepted on a TLS listener */
     struct kite_loop_task free_task;
 };
 
@@ -106,10 +109,13 @@ struct kite_request {
     const struct kite__route_match *match;
     const struct kite__addr *peer;
     const char *subprotocol; /* chosen one (NUL-terminated), or NULL */
+    const struct kite__transport *tp; /* the connection's transport (TLS details) */
 };
 
-/* A new connection from a listener (hconn.c). */
-void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *peer);
+/* A new connection from a listener (hconn.c); `tls` is the listener's TLS context, or
+ * NULL for a plain one. */
+void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *peer,
+                        struct kite_tls_server_ctx *tls);
 /* Close an HTTP connection now (shutdown; hconn.c). */
 void kite__hconn_close(struct kite__hconn *hc);
 

@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "kite/kite.h" /* kite_session_extension, kite_session_is_tls */
 #include "net/sockutil.h"
+#include "net/tls.h"
 #include "session/session.h"
 
 enum {
@@ -60,6 +62,13 @@ static struct kite__session_ext *ext_get(struct kite_session *s)
 int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cfg,
                       const struct kite__transport *tp, struct kite_session **out)
 {
+    return kite__session_new_ext(loop, cfg, tp, NULL, out);
+}
+
+int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg *cfg,
+                          const struct kite__transport *tp, struct kite_ext_chain *ext,
+                          struct kite_session **out)
+{
     *out = NULL;
     struct kite_session *s = kite__calloc(cfg->alloc, sizeof(*s));
     if (!s)
@@ -70,6 +79,7 @@ int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cf
     cc.mode = (enum kite_mode)cfg->mode;
     cc.options = *cfg->ws;
     cc.allocator = cfg->alloc;
+    cc.extensions = ext;
     s->codec = kite_codec_new(&cc, &codec_cb, s, kite__loop_now(loop));
     if (!s->codec) {
         kite__free(cfg->alloc, s);
@@ -123,10 +133,14 @@ static void session_free(struct kite_loop *loop, void *arg)
     struct kite_session *s = arg;
     KITE_UNUSED(loop);
     const struct kite_allocator *a = alloc_of(s);
+    void (*on_free)(void *) = s->cfg->on_free;
+    void *owner = s->cfg->owner;
     kite_codec_free(s->codec);
     s->codec = NULL;
     ext_free(s);
     s->cfg = NULL;
+    if (on_free)
+        on_free(owner);
     /* The task has started running: its bytes may be reused (loop.h). */
     s->u.shell_alloc = a;
     if (atomic_fetch_sub(&s->refs, 1u) == 1u)
@@ -819,6 +833,16 @@ bool kite_session_is_open(const struct kite_session *s)
 struct kite_loop *kite_session_loop(const struct kite_session *s)
 {
     return s->loop;
+}
+
+void *kite_session_extension(const struct kite_session *s, const struct kite_extension *ext)
+{
+    return s->codec ? kite_codec_extension(s->codec, ext) : NULL;
+}
+
+bool kite_session_is_tls(const struct kite_session *s)
+{
+    return kite__tls_is(&s->tp);
 }
 
 /* ---- references and other threads ------------------------------------------------- */

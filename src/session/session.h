@@ -56,6 +56,10 @@ struct kite__session_cfg {
      * freed at the end of this iteration. The owner unlinks it here. May be NULL. */
     void (*on_destroy)(struct kite_session *s, void *owner);
     void *owner;
+    /* The session's deferred free is done with this cfg (it reads nothing of it any
+     * more): an owner that made the cfg for this one session (a client connection) may
+     * free it here. Runs at the end of the iteration, after on_destroy. May be NULL. */
+    void (*on_free)(void *owner);
 };
 
 typedef void kite__session_flushed_cb(struct kite_session *s, void *arg);
@@ -104,6 +108,11 @@ struct kite_session {
  */
 int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cfg,
                       const struct kite__transport *tp, struct kite_session **out);
+/* The same with the negotiated extensions (may be NULL): on KITE_OK the chain belongs
+ * to the session's codec; on failure it is still the caller's. */
+int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg *cfg,
+                          const struct kite__transport *tp, struct kite_ext_chain *ext,
+                          struct kite_session **out);
 
 /* Free a session that was never started (the transport is NOT closed: the caller
  * still owns it after a failed start-up). */
