@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The callgrind baseline: how many instructions the kite server spends per echoed
+# message, counted by valgrind's callgrind, so a change can be judged on a machine too
+# noisy for timings. Instruction counts of this workload repeat to within a few dozen
+# instructions in 184 million.
+#
+# Usage: bench/callgrind.sh BUILD_DIR [--no-doc]
+#
+# Workload: the server runs under `valgrind --tool=callgrind`; the generator
+# (`kite bench echo -c 1 -p 1 -s 32 -n N`, not under valgrind) sends N text messages of
+# 32 bytes, one at a time over one connection, so every message takes the same path:
+# one wake-up, one read, one parse, one echo, one write. Each server is run twice, with
+# N = 100,000 and N = 10,000; the difference divided by 90,000 is the cost of one
+# message without the start-up, the handshake and the shutdown. The same is done for
+# the raw TCP echo (bench/peers/raw_echo.c), the floor. The table of kite's functions
+# by their own instructions (callgrind_annotate) comes from the N = 100,000 run.
+#
+# Writes the figures into docs/benchmarks.md between marker comments (unless --no-doc)
+# and prints them. Takes about half a minute.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:?usage: bench/callgrind.sh BUILD_DIR [--no-doc]}
+build=$(cd "$build" && pwd)
+write_doc=1
+[ "${2:-}" = --no-doc ] && write_doc=0
+n_big=100000
+n_small=10000
+top=25
+
+die() { echo "bench/callgrind.sh: $*" >&2; exit 1; }
+command -v valgrind >/dev/null 2>&1 || die "no valgrind (scripts/install-deps.sh bench)"
+command -v callgrind_annotate >/dev/null 2>&1 || die "no callgrind_annotate"
+[ -x "$build/bin/kite" ] || die "no $build/bin/kite"
+[ -x "$build/bin/peer_raw_echo" ] || die "no $build/bin/peer_raw_echo"
+
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+  pin_server="taskset -c 0"; pin_bench="taskset -c 1"
+else
+  pin_server=""; pin_bench=""
+fi
+
+tmp=$(mktemp -d)
+srv_pid=""
+stop_server() {
+  [ -n "$srv_pid" ] || return 0
+  kill -TERM "$srv_pid" 2>/dev/null || true
+  for _ in $(seq 300); do
+    kill -0 "$srv_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$srv_pid" 2>/dev/null || true
+  wait "$srv_pid" 2>/dev/null || true
+  srv_pid=""
+}
+trap 'stop_server; rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+# measure NAME N CMD...: runs CMD under callgrind while N messages are echoed; sets `ir`
+# to the server's total instruction count and leaves the profile in $tmp/NAME-N.out.
+measure() {
+  local name=$1 n=$2 out="$tmp/$1-$2.out" line="" port
+  shift 2
+  : >"$tmp/server.out"
+  # shellcheck disable=SC2086
+  $pin_server valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
+    >"$tmp/server.out" 2>"$tmp/server.err" &
+  srv_pid=$!
+  for _ in $(seq 300); do
+    line=$(head -n 1 "$tmp/server.out")
+    case "$line" in listening\ on\ ws://*) break ;; esac
+    kill -0 "$srv_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  case "$line" in listening\ on\ ws://*) ;; *) die "$name did not start: $(tail -5 "$tmp/server.err")" ;; esac
+  port=${line##*:}
+  port=${port%%/*}
+  # shellcheck disable=SC2086
+  $pin_bench "$build/bin/kite" bench echo --port "$port" -c 1 -p 1 -s 32 -n "$n" \
+    --json-only >"$tmp/bench.json" 2>"$tmp/bench.err" ||
+    die "$name: kite bench failed: $(cat "$tmp/bench.json" "$tmp/bench.err" | head -c 400)"
+  stop_server
+  ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out" | head -n 1)
+  [ -n "$ir" ] || die "$name: no instruction count in $out"
+  echo "  $name, $n messages: $ir instructions" >&2
+}
+
+declare -A per total
+for name in kite raw; do
+  if [ "$name" = kite ]; then
+    cmd=("$build/bin/kite" echo -q --port 0)
+  else
+    cmd=("$build/bin/peer_raw_echo" -q --port 0)
+  fi
+  measure "$name" "$n_big" "${cmd[@]}"
+  big=$ir
+  measure "$name" "$n_small" "${cmd[@]}"
+  small=$ir
+  total[$name]=$big
+  per[$name]=$(( (big - small) / (n_big - n_small) ))
+done
+
+# The top functions by their own instructions, with this machine's paths cut to the
+# repository-relative file (or the library's name).
+functions=$(callgrind_annotate --inclusive=no "$tmp/kite-$n_big.out" 2>/dev/null |
+  awk -v top="$top" -v src="$here/" -v n="$n_big" -v total="${total[kite]}" '
+    /^-+$/ { dashes++; next }
+    dashes >= 5 && NF >= 3 && $1 ~ /^[0-9,]+$/ && printed < top {
+      ir = $1; gsub(",", "", ir)
+      loc = $0; sub(/^[ 0-9,]+\([ 0-9.%]+\) +/, "", loc)
+      obj = ""
+      if (match(loc, / \[[^]]*\]$/)) { obj = substr(loc, RSTART + 2, RLENGTH - 3); loc = substr(loc, 1, RSTART - 1) }
+      k = index(loc, ":"); file = substr(loc, 1, k - 1); fn = substr(loc, k + 1)
+      if (index(file, src) == 1) file = substr(file, length(src) + 1)
+      else if (file ~ /^\//) { sub(/.*\//, "", file) }
+      sub(/.*\//, "", obj)
+      if (file == "???") file = obj
+      printf "| `%s` | %s | %.0f | %.1f%% |\n", fn, file, ir / n, 100 * ir / total
+      printed++
+    }')
+
+ratio=$(awk -v a="${per[kite]}" -v b="${per[raw]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo "?")
+git -C "$here" diff-index --quiet HEAD -- 2>/dev/null || commit="$commit+changes"
+valgrind_v=$(valgrind --version)
+report=$(cat <<EOF
+<!-- BEGIN bench/callgrind.sh: generated, do not edit by hand -->
+
+Generated by \`bench/callgrind.sh\` on $(date -u +%Y-%m-%d), commit $commit, $valgrind_v.
+
+| server | instructions, $n_big messages | per message (100,000 minus 10,000 runs) | x raw |
+|---|---|---|---|
+| **kite echo** | ${total[kite]} | **${per[kite]}** | $ratio |
+| raw TCP echo | ${total[raw]} | ${per[raw]} | 1.00 |
+
+kite's top $top functions by their own instructions (callgrind_annotate, $n_big-message run;
+"per message" is the function's count divided by $n_big, start-up included):
+
+| function | file | per message | share |
+|---|---|---|---|
+$functions
+
+<!-- END bench/callgrind.sh -->
+EOF
+)
+echo "$report"
+if [ "$write_doc" = 1 ]; then
+  doc="$here/docs/benchmarks.md"
+  REPORT="$report" python3 - "$doc" <<'EOF'
+import os, sys
+doc = sys.argv[1]
+text = os.environ["REPORT"]
+begin, end = "<!-- BEGIN bench/callgrind.sh", "<!-- END bench/callgrind.sh -->"
+old = open(doc).read()
+b, e = old.find(begin), old.find(end)
+if b >= 0 and e > b:
+    new = old[:b] + text + old[e + len(end):]
+else:
+    new = old.rstrip("\n") + "\n\n## Callgrind baseline\n\n" + text + "\n"
+open(doc, "w").write(new)
+EOF
+  echo "bench/callgrind.sh: wrote $doc" >&2
+fi
