@@ -48,9 +48,10 @@ fuzz:
 	@cmake --build $(BUILD)/fuzz -j $(JOBS)
 	@scripts/run-fuzzers.sh $(BUILD)/fuzz/bin $(FUZZ_SECONDS)
 
-bench: build
+bench:
 	@scripts/install-deps.sh bench
-	@bench/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory build
+	@bench/run.sh $(BUILD) $(ARGS)
 
 install: build
 	cmake --install $(BUILD)

@@ -22,21 +22,17 @@ esac
 
 missing=()
 for p in "${want[@]}"; do
-  # nodejs may come from another repository that bundles npm; accept any node >= 18.
-  if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  # Node.js may come from another repository that bundles npm: any node and npm will do.
+  if [ "$p" = nodejs ]; then
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+      missing+=(nodejs npm)
+    fi
     continue
   fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
     missing+=("$p")
   fi
 done
-if [ "$what" = test ] || [ "$what" = bench ]; then
-  if ! command -v npm >/dev/null 2>&1 && [[ " ${missing[*]} " != *" nodejs "* ]]; then
-    missing+=(npm)
-  elif [[ " ${missing[*]} " == *" nodejs "* ]]; then
-    missing+=(npm)
-  fi
-fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -50,19 +46,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Node packages for the interop tests (ws, playwright-core), from the npm registry.
-if [ "$what" = test ] && [ -f "$here/tests/interop/package.json" ]; then
-  if [ ! -d "$here/tests/interop/node_modules/ws" ] ||
-     [ "$here/tests/interop/package.json" -nt "$here/tests/interop/node_modules/.stamp" ]; then
-    echo "kite: installing npm packages for the interop tests"
-    (cd "$here/tests/interop" && npm install --no-audit --no-fund --loglevel=error >/dev/null &&
-       touch node_modules/.stamp)
+# Node packages, from the npm registry: ws and playwright-core for the interop tests,
+# ws with its native add-ons for the benchmark peers. Reinstalled when the lock file
+# changes.
+npm_install() {
+  local dir=$1
+  [ -f "$dir/package.json" ] || return 0
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "kite: installing npm packages in ${dir#"$here"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
-fi
-if [ "$what" = bench ] && [ -f "$here/bench/peers/package.json" ]; then
-  if [ ! -d "$here/bench/peers/node_modules/ws" ]; then
-    echo "kite: installing npm packages for the benchmark peers"
-    (cd "$here/bench/peers" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
-  fi
-fi
+}
+[ "$what" = test ] && npm_install "$here/tests/interop"
+[ "$what" = bench ] && npm_install "$here/bench/peers"
 exit 0
