@@ -18,6 +18,7 @@
 #include "kite/loop.h"
 #include "kite/session.h"
 #include "kite/server.h"
+#include "kite/handler.h"
 #include "kite/tls.h"
 #include "kite/client.h"
 
