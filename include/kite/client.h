@@ -138,7 +138,9 @@ struct kite_client_options {
     const struct kite_tls_client_options *tls;
     /* Extensions to offer (<kite/extension.h>, e.g. permessage-deflate), or NULL
      * (default: offer none, and refuse a server that accepts any). Borrowed: must
-     * outlive every session made with it. */
+     * outlive every session made with it. permessage-deflate keeps a few idle zlib
+     * streams per thread: on a loop of your own, call kite_pmd_pool_trim() on its
+     * thread before that thread exits (or before freeing the allocator). */
     const struct kite_ext_list *extensions;
     /* See kite_connect_error_cb. NULL: failures are silent (kite_client_run() still
      * returns them). */
@@ -182,7 +184,8 @@ KITE_EXTERN const char *kite_client_url(const struct kite_client *c);
 
 /*
  * For simple programs and tests: make a loop, connect, run until the session has ended
- * (or the connection failed), free the loop. `cb` is used as with kite_connect();
+ * (or the connection failed), free the loop (and the thread's idle permessage-deflate
+ * streams, kite_pmd_pool_trim()). `cb` is used as with kite_connect();
  * callbacks run on this thread, and from them every session function may be used.
  * Returns KITE_OK when the session opened (however it ended later: see the close info
  * in on_close), the kite_connect() error, or the connection's error code; then, if

@@ -308,8 +308,8 @@ typedef bool kite_pmd_predicate(enum kite_opcode type, const uint8_t *data, size
 struct kite_pmd_config {
     int level;                       /* zlib level 0-9 (0: stored blocks only). Default 6 */
     int mem_level;                   /* zlib memLevel 1-9: compressor hash memory. Default 8 */
-    uint8_t server_max_window_bits;  /* 8-15, see above. Default 15 */
-    uint8_t client_max_window_bits;  /* 8-15, see above. Default 15 */
+    uint8_t server_max_window_bits;  /* 8-15, see above. Default 13 */
+    uint8_t client_max_window_bits;  /* 8-15, see above. Default 13 */
     bool server_no_context_takeover; /* default false */
     bool client_no_context_takeover; /* default false */
     bool offer_fallback; /* client: add a plain offer after a demanding one. Default true */
@@ -328,22 +328,38 @@ struct kite_pmd_config {
      * codec's max_message_size applies the same way; 0 here: that limit alone.
      * Default 0. */
     uint64_t max_inflated_size;
+    /*
+     * Memory of the directions with context takeover. false: each keeps its zlib stream
+     * for the session's life (deflate about 2^(bits+2) + 2^(mem_level+9) bytes plus
+     * ~6 KiB, inflate 2^bits plus ~7 KiB). true: between messages each keeps only its
+     * history, the last 2^bits bytes it compressed or inflated (fewer until that many
+     * were seen; 512 at most for an 8-bit inflater), and borrows a zlib stream from the
+     * calling thread's pool for each message, primed with that history as a preset
+     * dictionary: the same references and ratio, a fraction of the memory, and some CPU
+     * per message for the priming (docs/extensions.md has measurements). Directions
+     * without context takeover always use the pool. Default: true (balanced preset).
+     */
+    bool pool_streams;
 };
 
 /* Named presets (see docs/extensions.md for their measured memory and ratio). */
 enum kite_pmd_preset {
-    /* Default. zlib level 6, context takeover both ways with 13-bit windows and
-     * memLevel 6: about the ratio of zlib's defaults at under a third of their memory. */
+    /* Default. zlib level 6, memLevel 8, context takeover both ways with 13-bit
+     * windows and pooled streams (pool_streams): between messages a session keeps at
+     * most 8 KiB of history per direction and no zlib state. A better ratio than
+     * python-websockets' default (kept 12-bit streams, memLevel 5) for about a third
+     * of its memory. */
     KITE_PMD_BALANCED = 0,
-    /* zlib level 1, 15-bit windows, memLevel 8, context takeover: fastest compression,
-     * good ratio, the most memory per busy connection. */
+    /* zlib level 1, 15-bit windows, memLevel 8, context takeover with kept streams:
+     * fastest compression, good ratio, about 300 KiB per connection that has sent and
+     * received a message. */
     KITE_PMD_SPEED = 1,
     /* No context takeover either way: no zlib state at all on an idle connection
      * (streams are borrowed from a per-thread pool for one message). Lowest ratio on
      * streams of small similar messages. */
     KITE_PMD_MEMORY = 2,
-    /* zlib level 9, memLevel 9, 15-bit windows, context takeover: best ratio, most CPU
-     * and memory. */
+    /* zlib level 9, memLevel 9, 15-bit windows, context takeover with kept streams:
+     * best ratio, most CPU and memory. */
     KITE_PMD_MAX_RATIO = 3,
 };
 
@@ -365,8 +381,10 @@ struct kite_pmd_params {
 /* Read a permessage-deflate instance's agreement (from kite_codec_extension()).
  * KITE_OK, or KITE_ERR_INVALID when inst is NULL. */
 KITE_EXTERN int kite_pmd_params(const void *inst, struct kite_pmd_params *out);
-/* zlib memory this instance holds right now (0 between messages without context
- * takeover), in bytes requested from the allocator. */
+/* Compression memory this instance holds right now, in bytes requested from the
+ * allocator: its zlib streams (kept ones; pooled ones only while a message is in
+ * progress) and its histories (pool_streams). 0 between messages without context
+ * takeover, and before the first message. */
 KITE_EXTERN size_t kite_pmd_memory(const void *inst);
 
 /* Free the calling thread's pool of idle zlib streams (kept for sessions without

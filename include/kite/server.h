@@ -236,6 +236,59 @@ KITE_EXTERN int kite_route_set_protocol(struct kite_route *r, const char *protoc
 typedef int kite_protocol_select_cb(const struct kite_request *req, void *ud);
 KITE_EXTERN int kite_route_set_protocol_selector(struct kite_route *r, kite_protocol_select_cb *cb);
 
+/* ---- extensions (RFC 6455 §9, <kite/extension.h>) --------------------------------
+ *
+ * A WebSocket route negotiates the extensions of one registry (struct kite_ext_list):
+ * its own, given with kite_route_set_extensions(), or else the app's, made with
+ * kite_app_install_extension() or given with kite_app_set_extensions(). In the upgrade,
+ * each installed extension, in install order, sees the client's offers of it and
+ * accepts one or declines (a decline is not an error: the session runs without it).
+ * The 101 lists the accepted ones, in install order, in Sec-WebSocket-Extensions;
+ * outgoing messages pass through them in that order and incoming ones in reverse.
+ * A request whose Sec-WebSocket-Extensions breaks the §9.1 grammar gets 400; running out
+ * of memory (or an extension's instance_new failing) gets 500. kite_session_extension(s,
+ * &ext) returns a session's instance, e.g. for kite_pmd_params().
+ *
+ * Raw routes (kite_route_ws_raw_callbacks) negotiate only when the registry asks for it
+ * (kite_ext_list_set_raw_negotiation(l, true), Ktor's negotiateExtensions), and then
+ * transform nothing: frames arrive and leave as they are (extension.h, "Modes").
+ *
+ * Registries are read at each upgrade, so a change applies to sessions opened later.
+ * Every registry must outlive the sessions negotiated with it (their instances read its
+ * configs): a registry you give must outlive the app. Call these on the loop thread or
+ * before kite_app_run(). permessage-deflate keeps a small per-thread pool of idle zlib
+ * streams; kite_app_run() empties the loop thread's pool before it returns, and
+ * kite_app_free() the calling thread's.
+ *
+ *   kite_app_install_extension(app, &kite_ext_permessage_deflate, NULL);  // balanced
+ */
+
+/*
+ * Install `ext` with `config` (copied; NULL: the extension's defaults) in the app's own
+ * registry, which is made on first use, freed by kite_app_free(), and used by every
+ * WebSocket route without a registry of its own. It never negotiates for raw routes
+ * (give a registry with raw negotiation for that). Returns KITE_OK; KITE_ERR_INVALID
+ * (NULL app or ext, or kite_ext_list_install()'s reasons: a bad name or RSV bits, a
+ * config its config_check refuses); KITE_ERR_EXISTS (already installed, or an RSV bit
+ * claimed by an installed extension); KITE_ERR_STATE (the app uses a registry given
+ * with kite_app_set_extensions(): install into that one); KITE_ERR_NOMEM. Nothing is
+ * installed on error.
+ */
+KITE_EXTERN int kite_app_install_extension(struct kite_app *app, const struct kite_extension *ext,
+                                           const void *config);
+/*
+ * Use the registry `l` for every WebSocket route without its own, instead of the app's
+ * own (which is kept, unused, until kite_app_free()). Borrowed: `l` must outlive the
+ * app. NULL: the app offers no extension. KITE_OK or KITE_ERR_INVALID (app NULL).
+ */
+KITE_EXTERN int kite_app_set_extensions(struct kite_app *app, const struct kite_ext_list *l);
+/*
+ * This route negotiates with `l` (borrowed: must outlive the app) instead of the app's
+ * registry; NULL: this route negotiates no extension. KITE_OK or KITE_ERR_INVALID (r
+ * NULL or not a WebSocket route).
+ */
+KITE_EXTERN int kite_route_set_extensions(struct kite_route *r, const struct kite_ext_list *l);
+
 /* ---- plain HTTP routes ----------------------------------------------------------- */
 
 /* An extra response header. Both strings NUL-terminated. */

@@ -231,8 +231,10 @@ KITE_EXTERN const char *kite_session_subprotocol(const struct kite_session *s);
 
 /* The session's instance of a negotiated extension (Ktor's extensionOrNull), e.g.
  * kite_session_extension(s, &kite_ext_permessage_deflate) for kite_pmd_params(); NULL
- * when it was not negotiated or the session has ended. Owned by the session. Loop
- * thread; may be called from callbacks. */
+ * when it was not negotiated or the session has ended. Server sessions: what the
+ * upgrade agreed with the route's registry (<kite/server.h>, "extensions"); client
+ * sessions: what the 101 accepted of the offer. Owned by the session (valid until
+ * on_close returns). Loop thread; may be called from callbacks, on_open included. */
 KITE_EXTERN void *kite_session_extension(const struct kite_session *s,
                                          const struct kite_extension *ext);
 /* Is the session's connection TLS (wss://)? */

@@ -818,5 +818,8 @@ int kite_client_run(const char *url, const struct kite_client_options *o,
     c->run = &run;
     rc = kite_loop_run(loop);
     kite_loop_free(loop);
+    /* permessage-deflate's idle zlib streams for this thread came from o->allocator,
+     * which the caller may free as soon as we return. */
+    kite_pmd_pool_trim();
     return rc < 0 ? rc : run.rc;
 }

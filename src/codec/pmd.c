@@ -13,11 +13,15 @@
  * the stream is reset after every message.
  *
  * Memory: zlib allocates through the session's allocator (zalloc/zfree), and every
- * block is counted so kite_pmd_memory() can say what an instance holds. With context
- * takeover a direction keeps its stream for the session's life, sized by the agreed
- * window and memLevel, and made on first use. Without it, streams are borrowed from a
- * small per-thread pool for one message and given back, so an idle session holds no
- * zlib state at all.
+ * block is counted so kite_pmd_memory() can say what an instance holds. Without context
+ * takeover, streams are borrowed from a small per-thread pool for one message and given
+ * back, so an idle session holds no zlib state at all. With context takeover a
+ * direction either keeps its stream for the session's life (sized by the agreed window
+ * and memLevel, made on first use), or, with pool_streams, keeps only its history
+ * window between messages: the last 2^bits bytes it sent (or received), at most. The
+ * stream is then borrowed for each message and primed with that window as a preset
+ * dictionary, which lets it refer to exactly what a kept stream could (RFC 7692 §7.2.1
+ * only requires that references stay within the agreed window).
  */
 #include <zlib.h>
 
@@ -50,8 +54,9 @@ int kite_pmd_config_preset(struct kite_pmd_config *c, enum kite_pmd_preset p)
     d.compress_threshold = 64;
     switch (p) {
     case KITE_PMD_BALANCED:
-        d.level = 6, d.mem_level = 6, d.server_max_window_bits = 13;
+        d.level = 6, d.mem_level = 8, d.server_max_window_bits = 13;
         d.client_max_window_bits = 13;
+        d.pool_streams = true;
         break;
     case KITE_PMD_SPEED:
         d.level = 1, d.mem_level = 8, d.server_max_window_bits = 15;
@@ -432,20 +437,31 @@ size_t kite_pmd_pool_size(size_t *bytes)
  * Instances
  */
 
+/* A direction's history between messages (context takeover with pool_streams): the
+ * last bytes of the uncompressed stream, at most `max` of them. */
+struct win {
+    uint8_t *buf;
+    uint32_t len, cap, max;
+};
+
 struct pmd {
     const struct kite_pmd_config *cfg; /* the registry's copy */
     const struct kite_allocator *a;
     struct kite_pmd_params agreed;
-    struct zs *def;    /* our compressor: kept (takeover) or borrowed for a message */
-    struct zs *inf;    /* the peer's decompressor, likewise */
-    uint8_t def_bits;  /* the window we may compress with (8-15) */
-    uint8_t inf_bits;  /* the window the peer compresses with */
-    bool def_reset;    /* no context takeover for what we send */
-    bool inf_reset;    /* no context takeover for what we receive */
-    bool in_on;        /* the incoming message in progress is compressed */
-    bool in_ended;     /* its deflate stream has ended (a BFINAL block, §7.2.3.4) */
-    uint64_t in_seen;  /* compressed bytes of it so far */
-    uint64_t in_total; /* inflated bytes of it so far */
+    struct zs *def;     /* our compressor: kept (takeover) or borrowed for a message */
+    struct zs *inf;     /* the peer's decompressor, likewise */
+    struct win def_win; /* what we sent last (def_park) */
+    struct win inf_win; /* what we received last (inf_park) */
+    uint8_t def_bits;   /* the window we may compress with (8-15) */
+    uint8_t inf_bits;   /* the window the peer compresses with */
+    bool def_reset;     /* no context takeover for what we send */
+    bool inf_reset;     /* no context takeover for what we receive */
+    bool def_park;      /* takeover, but only the window is kept between messages */
+    bool inf_park;      /* likewise for what we receive */
+    bool in_on;         /* the incoming message in progress is compressed */
+    bool in_ended;      /* its deflate stream has ended (a BFINAL block, §7.2.3.4) */
+    uint64_t in_seen;   /* compressed bytes of it so far */
+    uint64_t in_total;  /* inflated bytes of it so far */
 };
 
 /* Read the agreement from the response element; both roles see the same one. */
@@ -470,6 +486,12 @@ static void agree(struct pmd *p, enum kite_role role, const struct kite_ext_offe
     p->inf_bits = server ? g->client_max_window_bits : g->server_max_window_bits;
     p->def_reset = server ? g->server_no_context_takeover : g->client_no_context_takeover;
     p->inf_reset = server ? g->client_no_context_takeover : g->server_no_context_takeover;
+    p->def_park = !p->def_reset && p->cfg->pool_streams;
+    p->inf_park = !p->inf_reset && p->cfg->pool_streams;
+    /* The peer never refers further back than the agreed window; zlib's inflater may
+     * keep 512 bytes for an 8-bit one (it works with 9), and so does our copy. */
+    p->def_win.max = 1u << p->def_bits;
+    p->inf_win.max = 1u << KITE_MAX(p->inf_bits, 9);
 }
 
 static int pmd_new(const void *cfg, enum kite_role role, const struct kite_ext_offer *agreed,
@@ -490,6 +512,8 @@ static void pmd_free(void *inst)
     struct pmd *p = inst;
     zs_free(p->def);
     zs_free(p->inf);
+    kite__free(p->a, p->def_win.buf);
+    kite__free(p->a, p->inf_win.buf);
     kite__free(p->a, p);
 }
 
@@ -509,7 +533,55 @@ size_t kite_pmd_memory(const void *inst)
         n += p->def->bytes + sizeof(*p->def);
     if (p && p->inf)
         n += p->inf->bytes + sizeof(*p->inf);
+    if (p)
+        n += (size_t)p->def_win.cap + p->inf_win.cap;
     return n;
+}
+
+/* ------------------------------------------------------------------------------------
+ * History windows (pool_streams)
+ */
+
+/* Room for n bytes in w (n <= w->max), growing in 512-byte steps so a window filling
+ * up over many small messages is not reallocated each time. */
+static int win_reserve(const struct pmd *p, struct win *w, uint32_t n)
+{
+    if (n <= w->cap)
+        return KITE_OK;
+    uint32_t cap = KITE_MIN((n + 511u) & ~511u, w->max);
+    uint8_t *b = kite__realloc(p->a, w->buf, cap);
+    if (!b)
+        return KITE_ERR_NOMEM;
+    w->buf = b;
+    w->cap = cap;
+    return KITE_OK;
+}
+
+/* Append `len` bytes to the history, keeping the last w->max. */
+static int win_push(const struct pmd *p, struct win *w, const uint8_t *data, size_t len)
+{
+    if (len >= w->max) {
+        if (win_reserve(p, w, w->max) != KITE_OK)
+            return KITE_ERR_NOMEM;
+        memcpy(w->buf, data + len - w->max, w->max);
+        w->len = w->max;
+        return KITE_OK;
+    }
+    uint32_t n = (uint32_t)len;
+    uint32_t keep = KITE_MIN(w->len, w->max - n);
+    if (win_reserve(p, w, keep + n) != KITE_OK)
+        return KITE_ERR_NOMEM;
+    memmove(w->buf, w->buf + w->len - keep, keep);
+    memcpy(w->buf + keep, data, n);
+    w->len = keep + n;
+    return KITE_OK;
+}
+
+/* Forget the history (the stream then starts afresh: always safe for a compressor). */
+static void win_clear(const struct pmd *p, struct win *w)
+{
+    kite__free(p->a, w->buf);
+    memset(w, 0, offsetof(struct win, max));
 }
 
 /* ------------------------------------------------------------------------------------
@@ -528,19 +600,31 @@ static struct zs *get_deflater(struct pmd *p)
                      (uint8_t)p->cfg->mem_level,
                      p->def_bits == 8 ? Z_RLE : Z_DEFAULT_STRATEGY,
                      (int8_t)p->cfg->level};
-    p->def = p->def_reset ? zs_borrow(&k) : zs_new(&k);
+    p->def = p->def_reset || p->def_park ? zs_borrow(&k) : zs_new(&k);
+    /* A parked history goes back in as a preset dictionary (allowed for raw deflate
+     * right after a reset). */
+    if (p->def && p->def_park && p->def_win.len &&
+        deflateSetDictionary(&p->def->z, p->def_win.buf, p->def_win.len) != Z_OK) {
+        zs_free(p->def);
+        p->def = NULL;
+    }
     return p->def;
 }
 
-/* The message is sent; without context takeover the compressor goes back to the pool. */
-static void deflate_done(struct pmd *p, bool failed)
+/* The message is sent (or failed). Without context takeover the compressor goes back
+ * to the pool; with pool_streams too, after the message joined the history. */
+static void deflate_done(struct pmd *p, const struct kite_ext_msg *m, bool failed)
 {
-    if (p->def_reset) {
+    if (p->def_park) {
+        /* Forgetting our history is always safe: the peer keeps its window, we just
+         * stop referring to it. */
+        if (failed || win_push(p, &p->def_win, m->data, m->len) != KITE_OK)
+            win_clear(p, &p->def_win);
+    }
+    if (p->def_reset || p->def_park) {
         zs_return(p->def);
         p->def = NULL;
     } else if (failed) {
-        /* Forgetting our history is always safe: the peer keeps its window, we just
-         * stop referring to it. */
         deflateReset(&p->def->z);
     }
 }
@@ -597,7 +681,7 @@ static int pmd_outgoing(void *inst, struct kite_ext_msg *m, struct kite_ext_sink
     /* Without context takeover nothing ties the next message to this one, so data
      * that did not shrink can go out as it is. */
     bool as_is = rc == KITE_OK && p->def_reset && out->len >= m->len;
-    deflate_done(p, rc != KITE_OK);
+    deflate_done(p, m, rc != KITE_OK);
     if (as_is) {
         m->rsv &= (uint8_t)~KITE_RSV1;
         return KITE_EXT_PASS;
@@ -616,7 +700,13 @@ static struct zs *get_inflater(struct pmd *p)
     /* A 9-bit window accepts every 8-bit stream, and zlib-based peers that were asked
      * for 8 really send 9 (zlib's deflate raises it). */
     struct zkey k = {p->a, Z_KIND_INFLATE, (uint8_t)KITE_MAX(p->inf_bits, 9), 0, 0, 0};
-    p->inf = p->inf_reset ? zs_borrow(&k) : zs_new(&k);
+    p->inf = p->inf_reset || p->inf_park ? zs_borrow(&k) : zs_new(&k);
+    /* The parked history: raw inflate takes a dictionary at any time. */
+    if (p->inf && p->inf_park && p->inf_win.len &&
+        inflateSetDictionary(&p->inf->z, p->inf_win.buf, p->inf_win.len) != Z_OK) {
+        zs_free(p->inf);
+        p->inf = NULL;
+    }
     return p->inf;
 }
 
@@ -696,11 +786,31 @@ static int restart_keeping_window(struct pmd *p)
     return rc == Z_OK ? KITE_OK : zerr(rc);
 }
 
+/* pool_streams: keep the inflater's window (what the peer may still refer to). */
+static int park_inflater(struct pmd *p)
+{
+    z_stream *z = &p->inf->z;
+    uInt n = 0;
+    int rc = inflateGetDictionary(z, Z_NULL, &n) == Z_OK ? KITE_OK : KITE_ERR_PROTOCOL;
+    if (rc == KITE_OK && n > p->inf_win.max)
+        rc = KITE_ERR_PROTOCOL; /* cannot happen: zlib's window is at most that */
+    if (rc == KITE_OK)
+        rc = win_reserve(p, &p->inf_win, n);
+    if (rc == KITE_OK && n)
+        rc = inflateGetDictionary(z, p->inf_win.buf, &n) == Z_OK ? KITE_OK : KITE_ERR_PROTOCOL;
+    p->inf_win.len = rc == KITE_OK ? n : 0;
+    zs_return(p->inf);
+    p->inf = NULL;
+    return rc;
+}
+
 static int message_end(struct pmd *p)
 {
     p->in_on = false;
     if (!p->inf)
         return KITE_OK;
+    if (p->inf_park)
+        return park_inflater(p); /* a BFINAL block changes nothing: the window is kept */
     if (p->inf_reset) {
         zs_return(p->inf);
         p->inf = NULL;

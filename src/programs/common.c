@@ -125,6 +125,22 @@ static bool takes_value(const char *opt)
     return false;
 }
 
+/* --deflate, --deflate=PRESET, --no-deflate. Returns 0 (handled), 2 after printing an
+ * error, or -1 when `a` is none of them. */
+static int parse_deflate(struct prog_opts *o, const char *a)
+{
+    if (strcmp(a, "--no-deflate") == 0) {
+        o->deflate = false;
+        return 0;
+    }
+    if (strncmp(a, "--deflate", 9) != 0 || (a[9] != '\0' && a[9] != '='))
+        return -1;
+    o->deflate = true;
+    if (a[9] == '=' && kite_pmd_preset_by_name(a + 10, &o->deflate_preset) != KITE_OK)
+        return bad_value("--deflate", a + 10, "balanced, speed, memory or max-ratio");
+    return 0;
+}
+
 int prog_parse(int argc, char **argv, struct prog_opts *o, const char *usage)
 {
     prog_name = o->name;
@@ -133,6 +149,12 @@ int prog_parse(int argc, char **argv, struct prog_opts *o, const char *usage)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage, stdout);
             return 1;
+        }
+        int drc = parse_deflate(o, a);
+        if (drc >= 0) {
+            if (drc)
+                return drc;
+            continue;
         }
         if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             o->verbosity = PROG_QUIET;
@@ -196,8 +218,22 @@ struct kite_app *prog_app_new(const struct prog_opts *o)
     ao.log = app_log;
     ao.log_level = o->verbosity >= PROG_VERBOSE ? KITE_LOG_DEBUG : KITE_LOG_INFO;
     struct kite_app *app = kite_app_new(&ao);
-    if (!app)
+    if (!app) {
         fprintf(stderr, "kite %s: cannot create the server (out of memory?)\n", o->name);
+        return NULL;
+    }
+    if (o->deflate) {
+        struct kite_pmd_config pc;
+        int rc = kite_pmd_config_preset(&pc, o->deflate_preset);
+        if (rc == KITE_OK)
+            rc = kite_app_install_extension(app, &kite_ext_permessage_deflate, &pc);
+        if (rc < 0) {
+            fprintf(stderr, "kite %s: cannot set up permessage-deflate: %s\n", o->name,
+                    kite_strerror(rc));
+            kite_app_free(app);
+            return NULL;
+        }
+    }
     return app;
 }
 
@@ -255,6 +291,19 @@ int prog_serve(struct kite_app *app, const struct prog_opts *o)
 
 static unsigned long next_id = 1;
 
+void prog_extensions(struct kite_session *s, char *buf, size_t cap)
+{
+    struct kite_pmd_params p;
+    buf[0] = '\0';
+    if (kite_pmd_params(kite_session_extension(s, &kite_ext_permessage_deflate), &p) != KITE_OK)
+        return;
+    snprintf(buf, cap,
+             "permessage-deflate; server_max_window_bits=%u; client_max_window_bits=%u%s%s",
+             (unsigned)p.server_max_window_bits, (unsigned)p.client_max_window_bits,
+             p.server_no_context_takeover ? "; server_no_context_takeover" : "",
+             p.client_no_context_takeover ? "; client_no_context_takeover" : "");
+}
+
 unsigned long prog_session_id(struct kite_session *s)
 {
     return (unsigned long)(uintptr_t)kite_session_user_data(s);
@@ -265,12 +314,14 @@ void prog_log_open(struct kite_session *s, const struct kite_request *req)
     kite_session_set_user_data(s, (void *)(uintptr_t)next_id++);
     if (prog_verbosity < PROG_NORMAL)
         return;
-    char addr[80];
+    char addr[80], exts[192];
     kite_request_remote_addr(req, addr, sizeof(addr));
     struct kite_str path = kite_request_path(req);
     const char *proto = kite_request_subprotocol(req);
-    prog_log(PROG_NORMAL, "#%lu open %.*s from %s%s%s", prog_session_id(s), (int)path.len, path.ptr,
-             addr, proto ? " subprotocol " : "", proto ? proto : "");
+    prog_extensions(s, exts, sizeof(exts));
+    prog_log(PROG_NORMAL, "#%lu open %.*s from %s%s%s%s%s", prog_session_id(s), (int)path.len,
+             path.ptr, addr, proto ? " subprotocol " : "", proto ? proto : "",
+             exts[0] ? " extensions " : "", exts);
 }
 
 static const char *initiator_name(enum kite_close_initiator i)

@@ -25,6 +25,9 @@ static const char usage[] =
     "  --timeout MS        pong and close-handshake timeout (default 15000)\n"
     "  --tls-cert FILE     serve wss:// (TLS) with this PEM certificate chain ...\n"
     "  --tls-key FILE      ... and this PEM private key\n"
+    "  --deflate[=PRESET]  permessage-deflate (RFC 7692) preset for clients that offer it:\n"
+    "                      balanced (the default), speed, memory or max-ratio\n"
+    "  --no-deflate        do not accept permessage-deflate\n"
     "  -q, --quiet         log errors only\n"
     "  -v, --verbose       also log every request and message\n"
     "\n"
@@ -122,7 +125,8 @@ static void health(const struct kite_request *req, struct kite_response *res, vo
 int prog_demo(int argc, char **argv)
 {
     struct prog_opts o = {
-        .name = "demo", .host = "127.0.0.1", .port = 8080, .verbosity = PROG_NORMAL};
+        .name = "demo", .host = "127.0.0.1", .port = 8080, .verbosity = PROG_NORMAL,
+        .deflate = true}; /* compression on, balanced preset; --no-deflate turns it off */
     kite_ws_options_init(&o.ws);
     int rc = prog_parse(argc, argv, &o, usage);
     if (rc)

@@ -25,6 +25,8 @@ static const char usage[] =
     "  --timeout MS        pong and close-handshake timeout (default 15000)\n"
     "  --tls-cert FILE     serve wss:// (TLS) with this PEM certificate chain ...\n"
     "  --tls-key FILE      ... and this PEM private key\n"
+    "  --deflate[=PRESET]  accept permessage-deflate (RFC 7692) from clients that offer it;\n"
+    "                      PRESET: balanced (default), speed, memory or max-ratio\n"
     "  -q, --quiet         log errors only\n"
     "  -v, --verbose       also log every request and message\n"
     "\n"

@@ -25,6 +25,10 @@ struct prog_opts {
     struct kite_ws_options ws;
     const char *tls_cert; /* --tls-cert: serve wss:// with this certificate chain */
     const char *tls_key;  /* --tls-key: its private key */
+    /* --deflate[=PRESET] / --no-deflate: offer permessage-deflate (RFC 7692) with a
+     * preset (kite_pmd_preset_by_name). Set the subcommand's default before parsing. */
+    bool deflate;
+    enum kite_pmd_preset deflate_preset;
 };
 
 /*
@@ -52,11 +56,15 @@ void prog_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 extern int prog_verbosity;
 
 /* Connection-event logging shared by the servers: a session number is kept in the
- * session's user data. */
+ * session's user data. The open line names the negotiated extensions, e.g.
+ * "extensions permessage-deflate; server_max_window_bits=13; client_max_window_bits=13". */
 void prog_log_open(struct kite_session *s, const struct kite_request *req);
 void prog_log_close(struct kite_session *s, const struct kite_close_info *ci);
 void prog_log_error(struct kite_session *s, int err);
 unsigned long prog_session_id(struct kite_session *s);
+/* The session's negotiated extensions as text (what was agreed, in the header's
+ * notation) into buf[0..cap), "" when none. */
+void prog_extensions(struct kite_session *s, char *buf, size_t cap);
 
 /* Subcommands. argv[0] is the subcommand name. Return the exit status. */
 int prog_demo(int argc, char **argv);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "codec/conn_internal.h" /* kite__ext_negotiate_headers */
 #include "server/server.h"
 
 enum {
@@ -387,21 +388,24 @@ static void log_reject(struct kite__hconn *hc, const struct kite_request *kreq, 
 }
 
 /* Hand the transport to a new session and open it. `rest` are the bytes after the
- * head (the first frames, if the client did not wait for the 101). */
+ * head (the first frames, if the client did not wait for the 101). `ch` (the
+ * negotiated extensions, or NULL) goes to the session, or is freed here on failure. */
 static void become_session(struct kite__hconn *hc, struct kite_route *route,
-                           struct kite_request *kreq, struct kite_view proto, uint8_t *rest,
-                           size_t rest_len)
+                           struct kite_request *kreq, struct kite_view proto,
+                           struct kite_ext_chain *ch, uint8_t *rest, size_t rest_len)
 {
     struct kite_app *app = hc->app;
     struct kite_session *s;
-    int rc = kite__session_new(app->loop, &route->scfg, &hc->tp, &s);
+    int rc = kite__session_new_ext(app->loop, &route->scfg, &hc->tp, ch, &s);
+    if (rc < 0)
+        kite_ext_chain_free(ch); /* still ours when the session was not made */
     if (rc == KITE_OK && proto.ptr)
         rc = kite__session_set_subprotocol(s, proto.ptr, proto.len);
     if (rc == KITE_OK)
         rc = kite__session_set_prefix(s, &hc->out); /* what the kernel did not take */
     if (rc < 0) {
         kite__app_log(app, KITE_LOG_ERROR, "cannot open a session: %s", kite_strerror(rc));
-        kite__session_discard(s); /* NULL-safe; the transport stays ours */
+        kite__session_discard(s); /* NULL-safe; frees the chain with the codec */
         hc_destroy(hc);
         return;
     }
@@ -413,6 +417,46 @@ static void become_session(struct kite__hconn *hc, struct kite_route *route,
     hc_destroy(hc);
     kite__app_session_add(app, s);
     kite__session_start(s, kreq, rest, rest_len);
+}
+
+/*
+ * Extensions (RFC 6455 §9.1): each one the route's registry holds, in install order,
+ * picks among the client's offers of it. Returns 0 with *ch (NULL: none agreed), or
+ * 400/500 with *why. A registry that does not apply (none, or a raw route without raw
+ * negotiation) is not consulted: the header was checked for §9.1 syntax already.
+ */
+static int negotiate_extensions(struct kite__hconn *hc, const struct kite_route *r,
+                                const struct kite_request *kreq, struct kite_ext_chain **ch,
+                                const char **why)
+{
+    const struct kite_ext_list *l = kite__route_extensions(r);
+    enum kite_mode mode = (enum kite_mode)r->scfg.mode;
+    *ch = NULL;
+    if (kite_ext_list_count(l) == 0 || (mode == KITE_MODE_RAW && !kite_ext_list_raw_negotiation(l)))
+        return 0;
+    int rc = kite__ext_negotiate_headers(l, mode, kreq->http->headers, kreq->http->num_headers,
+                                         hc->app->alloc, ch);
+    if (rc == KITE_OK)
+        return 0;
+    if (rc == KITE_ERR_HANDSHAKE) {
+        *why = "invalid Sec-WebSocket-Extensions";
+        return 400;
+    }
+    kite__app_log(hc->app, KITE_LOG_ERROR, "cannot set up extensions: %s", kite_strerror(rc));
+    *why = "cannot set up extensions";
+    return 500;
+}
+
+/* Log what was agreed, at DEBUG. */
+static void log_extensions(struct kite__hconn *hc, const struct kite_ext_chain *ch)
+{
+    if (!ch || !kite__app_log_on(hc->app, KITE_LOG_DEBUG))
+        return;
+    char a[KITE__ADDRSTRLEN];
+    size_t n;
+    const char *v = kite_ext_chain_header(ch, &n);
+    kite__addr_format(&hc->peer, a, sizeof(a));
+    kite__app_log(hc->app, KITE_LOG_DEBUG, "%s: extensions: %.*s", a, (int)n, v);
 }
 
 static void upgrade(struct kite__hconn *hc, struct kite_route *route, struct kite_request *kreq,
@@ -430,8 +474,11 @@ static void upgrade(struct kite__hconn *hc, struct kite_route *route, struct kit
         why = "origin not allowed";
     }
     struct kite_view proto = {NULL, 0};
+    struct kite_ext_chain *ch = NULL;
     if (!status)
         status = choose_protocol(route, kreq, &proto, &why);
+    if (!status)
+        status = negotiate_extensions(hc, route, kreq, &ch, &why);
     if (status) {
         log_reject(hc, kreq, status, why);
         hc->flags |= H_CLOSE_AFTER;
@@ -445,17 +492,23 @@ static void upgrade(struct kite__hconn *hc, struct kite_route *route, struct kit
         }
         return;
     }
-    struct kite_view none = {NULL, 0};
-    if (kite__ws_write_accept(&hc->out, app->alloc, up.key, proto, none, NULL, 0) < 0) {
+    size_t elen;
+    const char *ev = kite_ext_chain_header(ch, &elen);
+    struct kite_view exts = {ch ? ev : NULL, elen};
+    log_extensions(hc, ch);
+    if (kite__ws_write_accept(&hc->out, app->alloc, up.key, proto, exts, NULL, 0) < 0) {
+        kite_ext_chain_free(ch);
         hc_destroy(hc);
         return;
     }
     /* Write the 101 now rather than at the end of the iteration: the session's first
      * frames must follow it, and they live in another buffer. */
     hc_write(hc);
-    if (hc->flags & H_DEAD)
+    if (hc->flags & H_DEAD) {
+        kite_ext_chain_free(ch);
         return;
-    become_session(hc, route, kreq, proto, rest, rest_len);
+    }
+    become_session(hc, route, kreq, proto, ch, rest, rest_len);
 }
 
 /* ---- request dispatch ------------------------------------------------------------------ */

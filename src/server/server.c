@@ -117,6 +117,10 @@ void kite_app_free(struct kite_app *app)
         r = next;
     }
     kite__router_free(&app->router);
+    /* After the loop: no session (and no instance reading its configs) is left. */
+    kite_ext_list_free(app->exts_own);
+    /* This thread's idle zlib streams may come from this app's allocator. */
+    kite_pmd_pool_trim();
     kite__free(app->alloc, app);
 }
 
@@ -251,6 +255,48 @@ int kite_route_set_protocol_selector(struct kite_route *r, kite_protocol_select_
         return KITE_ERR_INVALID;
     r->select = cb;
     return KITE_OK;
+}
+
+/* ---- extensions ------------------------------------------------------------------- */
+
+int kite_app_install_extension(struct kite_app *app, const struct kite_extension *ext,
+                               const void *config)
+{
+    if (!app || !ext)
+        return KITE_ERR_INVALID;
+    if (app->exts && app->exts != app->exts_own)
+        return KITE_ERR_STATE; /* the app uses a registry it was given: install there */
+    if (!app->exts_own) {
+        app->exts_own = kite_ext_list_new(app->alloc);
+        if (!app->exts_own)
+            return KITE_ERR_NOMEM;
+    }
+    int rc = kite_ext_list_install(app->exts_own, ext, config);
+    if (rc == KITE_OK)
+        app->exts = app->exts_own;
+    return rc;
+}
+
+int kite_app_set_extensions(struct kite_app *app, const struct kite_ext_list *l)
+{
+    if (!app)
+        return KITE_ERR_INVALID;
+    app->exts = l;
+    return KITE_OK;
+}
+
+int kite_route_set_extensions(struct kite_route *r, const struct kite_ext_list *l)
+{
+    if (!r || r->kind != KITE__ROUTE_WS)
+        return KITE_ERR_INVALID;
+    r->exts = l;
+    r->own_exts = true;
+    return KITE_OK;
+}
+
+const struct kite_ext_list *kite__route_extensions(const struct kite_route *r)
+{
+    return r->own_exts ? r->exts : r->app->exts;
 }
 
 /* ---- listeners ---------------------------------------------------------------------- */
@@ -567,6 +613,9 @@ int kite_app_run(struct kite_app *app, const char *host, uint16_t port)
     /* One more pass runs the deferred frees of what was just closed, while the routes
      * their session configs live in still exist. */
     kite_loop_run_once(app->loop, 0);
+    /* permessage-deflate keeps idle zlib streams per thread (allocated through the
+     * app's allocator): give them back while this is still the loop's thread. */
+    kite_pmd_pool_trim();
     return rc;
 }
 

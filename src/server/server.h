@@ -43,6 +43,10 @@ struct kite_route {
     struct kite_send_limits send;  /* own limits when scfg.send == &send */
     char *protocol;                /* required subprotocol, owned, or NULL */
     kite_protocol_select_cb *select;
+    /* Extensions: the route's own registry (borrowed; NULL with own_exts: none) when
+     * own_exts, else the app's, read at each upgrade. */
+    const struct kite_ext_list *exts;
+    bool own_exts;
 };
 
 struct kite__app_listener {
@@ -82,6 +86,11 @@ struct kite_app {
     size_t nconns;                 /* hconns + sessions */
     size_t nsessions;
     uint32_t max_conns; /* resolved max_connections */
+    /* Extensions for WebSocket routes without their own: the app's registry (exts_own,
+     * made by kite_app_install_extension, or one given by kite_app_set_extensions), or
+     * NULL. exts_own lives until kite_app_free: sessions' instances read its configs. */
+    const struct kite_ext_list *exts;
+    struct kite_ext_list *exts_own;
 };
 
 /* An HTTP connection: from accept to the upgrade (or to the end of keep-alive). */
@@ -118,6 +127,10 @@ void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *p
                         struct kite_tls_server_ctx *tls);
 /* Close an HTTP connection now (shutdown; hconn.c). */
 void kite__hconn_close(struct kite__hconn *hc);
+
+/* The registry an upgrade on route `r` negotiates with (its own or the app's; NULL:
+ * none) (server.c). */
+const struct kite_ext_list *kite__route_extensions(const struct kite_route *r);
 
 /* Bookkeeping when a connection goes away (server.c). */
 void kite__app_conn_gone(struct kite_app *app);
