@@ -145,7 +145,14 @@ struct kite_ws_callbacks {
     void (*on_error)(struct kite_session *s, int err, void *ud);
     /* `ci` is valid during the call; kite_session_close_info() returns the same data. */
     void (*on_close)(struct kite_session *s, const struct kite_close_info *ci, void *ud);
+    /* Optional: the bytes of one read have all been handed over (every on_message or
+     * on_frame they held has run). Lets a consumer that queues messages act once per
+     * read instead of once per message; data handed earlier in the read is still valid
+     * here. Not called once the session is closing. May send, close or pause. */
+    void (*on_input_done)(struct kite_session *s, void *ud);
 };
+/* Compile-time test for on_input_done (added after the first callbacks). */
+#define KITE_HAVE_ON_INPUT_DONE 1
 
 /*
  * Send one whole message as one frame: text (must be valid UTF-8: kite does not check

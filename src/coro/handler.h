@@ -72,10 +72,9 @@ void kite__handler_spec_drop(struct kite_app *app, struct kite_handler_spec *spe
 unsigned kite__handler_threads_for(const struct kite_loop *loop);
 
 /*
- * Release what the registry holds for `app` (its specs and settings). To be called by
- * kite_app_free() once no session of the app can start any more (an app-teardown hook
- * in src/server; until it exists the entries stay reachable in the registry and are
- * released at exit). Idempotent; unknown apps are ignored.
+ * Release what the registry holds for `app` (its specs and settings). Called by
+ * kite_app_free() through the server's teardown hook (kite__app_add_teardown), once no
+ * session of the app can start any more. Idempotent; unknown apps are ignored.
  */
 void kite__handler_app_free(const struct kite_app *app);
 

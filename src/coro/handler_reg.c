@@ -147,7 +147,15 @@ struct app_entry {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct app_entry *reg_head;
 
-/* Find or make the entry of `app`; reg_mu held. */
+static void app_teardown(struct kite_app *app, void *arg)
+{
+    (void)arg;
+    kite__handler_app_free(app);
+}
+
+/* Find or make the entry of `app`; reg_mu held. A new entry is released by
+ * kite_app_free() through the server's teardown hook (if its few slots were all taken,
+ * the entry stays reachable here until exit, which is harmless). */
 static struct app_entry *entry_get(struct kite_app *app)
 {
     struct app_entry *e = reg_head;
@@ -160,6 +168,7 @@ static struct app_entry *entry_get(struct kite_app *app)
         e->app = app;
         e->next = reg_head;
         reg_head = e;
+        (void)kite__app_add_teardown(app, app_teardown, NULL);
     }
     e->loop = app->loop;
     return e;

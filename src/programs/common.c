@@ -309,9 +309,13 @@ unsigned long prog_session_id(struct kite_session *s)
     return (unsigned long)(uintptr_t)kite_session_user_data(s);
 }
 
-void prog_log_open(struct kite_session *s, const struct kite_request *req)
+unsigned long prog_new_session_id(void)
 {
-    kite_session_set_user_data(s, (void *)(uintptr_t)next_id++);
+    return next_id++;
+}
+
+void prog_log_open_as(unsigned long id, struct kite_session *s, const struct kite_request *req)
+{
     if (prog_verbosity < PROG_NORMAL)
         return;
     char addr[80], exts[192];
@@ -319,9 +323,16 @@ void prog_log_open(struct kite_session *s, const struct kite_request *req)
     struct kite_str path = kite_request_path(req);
     const char *proto = kite_request_subprotocol(req);
     prog_extensions(s, exts, sizeof(exts));
-    prog_log(PROG_NORMAL, "#%lu open %.*s from %s%s%s%s%s", prog_session_id(s), (int)path.len,
-             path.ptr, addr, proto ? " subprotocol " : "", proto ? proto : "",
-             exts[0] ? " extensions " : "", exts);
+    prog_log(PROG_NORMAL, "#%lu open %.*s from %s%s%s%s%s", id, (int)path.len, path.ptr, addr,
+             proto ? " subprotocol " : "", proto ? proto : "", exts[0] ? " extensions " : "",
+             exts);
+}
+
+void prog_log_open(struct kite_session *s, const struct kite_request *req)
+{
+    unsigned long id = prog_new_session_id();
+    kite_session_set_user_data(s, (void *)(uintptr_t)id);
+    prog_log_open_as(id, s, req);
 }
 
 static const char *initiator_name(enum kite_close_initiator i)
@@ -336,15 +347,24 @@ static const char *initiator_name(enum kite_close_initiator i)
     }
 }
 
-void prog_log_close(struct kite_session *s, const struct kite_close_info *ci)
+void prog_log_close_as(unsigned long id, const struct kite_close_info *ci)
 {
-    prog_log(PROG_NORMAL, "#%lu close %u \"%.*s\" %s, %s", prog_session_id(s), (unsigned)ci->code,
+    prog_log(PROG_NORMAL, "#%lu close %u \"%.*s\" %s, %s", id, (unsigned)ci->code,
              (int)ci->reason_len, ci->reason, initiator_name(ci->initiator),
              ci->clean ? "clean" : "not clean");
 }
 
+void prog_log_close(struct kite_session *s, const struct kite_close_info *ci)
+{
+    prog_log_close_as(prog_session_id(s), ci);
+}
+
+void prog_log_error_as(unsigned long id, int err)
+{
+    prog_log(PROG_NORMAL, "#%lu error %s: %s", id, kite_err_name(err), kite_strerror(err));
+}
+
 void prog_log_error(struct kite_session *s, int err)
 {
-    prog_log(PROG_NORMAL, "#%lu error %s: %s", prog_session_id(s), kite_err_name(err),
-             kite_strerror(err));
+    prog_log_error_as(prog_session_id(s), err);
 }

@@ -4,7 +4,7 @@
  *   ws  /echo    "Please enter your name" on connect; each text X is answered "Hi, X!";
  *                "bye" in any letter case closes with 1000 "Client said BYE".
  *   GET /health  "ok"
- * Written with callbacks; the sequential-handler version will replace it.
+ * /echo is a sequential handler, written like the seed's Kotlin.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,76 +34,58 @@ static const char usage[] =
     "The first line on stdout is 'listening on ws://HOST:PORT/' (wss:// with TLS).\n"
     "SIGINT or SIGTERM closes every session with 1001 and exits 0.\n";
 
-/* ASCII case-insensitive equality with a lowercase literal (Ktor's ignoreCase = true). */
-static bool equals_ci(const uint8_t *p, size_t len, const char *lower)
+/* "Hi, X!" for a received text X, with X's bytes as they are (NULs included). */
+static int send_greeting(struct kite_session *s, unsigned long id, const struct kite_msg *m)
 {
-    size_t n = strlen(lower);
-    if (len != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = p[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (uint8_t)(c + 32);
-        if (c != (uint8_t)lower[i])
-            return false;
-    }
-    return true;
-}
-
-static void echo_open(struct kite_session *s, const struct kite_request *req, void *ud)
-{
-    (void)ud;
-    prog_log_open(s, req);
-    kite_session_send_str(s, "Please enter your name");
-}
-
-/* The seed: frame as? Frame.Text ?: continue; "bye" closes, anything else is greeted. */
-static void echo_message(struct kite_session *s, const struct kite_msg *m, void *ud)
-{
-    (void)ud;
-    if (m->type != KITE_OP_TEXT)
-        return;
-    prog_log(PROG_VERBOSE, "#%lu text %zu bytes", prog_session_id(s), m->len);
-    if (equals_ci(m->data, m->len, "bye")) {
-        kite_session_close(s, KITE_CLOSE_NORMAL, "Client said BYE");
-        return;
-    }
-    char buf[256];
-    if (m->len <= sizeof(buf) - 5) {
-        int n = snprintf(buf, sizeof(buf), "Hi, %.*s!", (int)m->len, (const char *)m->data);
-        kite_session_send_text(s, buf, (size_t)n, NULL);
-        return;
-    }
-    /* A long name: build the reply in a heap buffer. */
+    char small[256];
     size_t len = m->len + 5;
-    char *big = malloc(len);
-    if (!big)
-        return;
-    memcpy(big, "Hi, ", 4);
-    memcpy(big + 4, m->data, m->len);
-    big[len - 1] = '!';
-    kite_session_send_text(s, big, len, NULL);
-    free(big);
+    char *buf = len <= sizeof(small) ? small : malloc(len);
+    if (!buf) {
+        prog_log_error_as(id, KITE_ERR_NOMEM);
+        return KITE_ERR_NOMEM;
+    }
+    memcpy(buf, "Hi, ", 4);
+    memcpy(buf + 4, m->data, m->len);
+    buf[len - 1] = '!';
+    int rc = kite_send_text(s, buf, len);
+    if (buf != small)
+        free(buf);
+    return rc;
 }
 
-static void echo_error(struct kite_session *s, int err, void *ud)
+/*
+ * The seed's /echo, line for line, as a sequential handler (a coroutine on the loop):
+ *   send("Please enter your name")
+ *   for (frame in incoming) {
+ *       frame as? Frame.Text ?: continue
+ *       if (text.equals("bye", ignoreCase = true)) close(NORMAL, "Client said BYE")
+ *       else send(Frame.Text("Hi, $receivedText!"))
+ *   }
+ * plus the program's log lines (onConnect / onClose / onError, seed 001's FAQ).
+ */
+static void echo(struct kite_session *s, void *ud)
 {
     (void)ud;
-    prog_log_error(s, err);
+    unsigned long id = prog_new_session_id();
+    prog_log_open_as(id, s, kite_handler_request(s));
+    kite_send_str(s, "Please enter your name");
+    struct kite_msg m;
+    int rc;
+    while ((rc = kite_receive(s, &m)) == KITE_OK) {
+        if (m.type != KITE_OP_TEXT)
+            continue;
+        prog_log(PROG_VERBOSE, "#%lu text %zu bytes", id, m.len);
+        if (kite_msg_equals_ci(&m, "bye"))
+            kite_close(s, KITE_CLOSE_NORMAL, "Client said BYE");
+        else
+            send_greeting(s, id, &m);
+    }
+    if (rc != KITE_ERR_CLOSED)
+        prog_log_error_as(id, rc); /* onError */
+    const struct kite_close_info *ci = kite_close_reason(s);
+    if (ci)
+        prog_log_close_as(id, ci); /* onClose: closeReason */
 }
-
-static void echo_close(struct kite_session *s, const struct kite_close_info *ci, void *ud)
-{
-    (void)ud;
-    prog_log_close(s, ci);
-}
-
-static const struct kite_ws_callbacks echo_callbacks = {
-    .on_open = echo_open,
-    .on_message = echo_message,
-    .on_error = echo_error,
-    .on_close = echo_close,
-};
 
 static void page(const struct kite_request *req, struct kite_response *res, void *ud)
 {
@@ -135,7 +117,7 @@ int prog_demo(int argc, char **argv)
     if (!app)
         return 1;
     if (!kite_route_get(app, "/", page, NULL) || !kite_route_get(app, "/health", health, NULL) ||
-        !kite_route_ws_callbacks(app, "/echo", &echo_callbacks, NULL)) {
+        !kite_route_ws(app, "/echo", echo, NULL)) {
         fprintf(stderr, "kite demo: cannot add routes (out of memory)\n");
         kite_app_free(app);
         return 1;

@@ -58,6 +58,13 @@ extern int prog_verbosity;
 /* Connection-event logging shared by the servers: a session number is kept in the
  * session's user data. The open line names the negotiated extensions, e.g.
  * "extensions permessage-deflate; server_max_window_bits=13; client_max_window_bits=13". */
+/* Connection-event log lines. The plain forms keep the session's id in its user data
+ * (callback sessions); the _as forms take the id, for sequential handlers, whose user
+ * data belongs to kite. */
+unsigned long prog_new_session_id(void);
+void prog_log_open_as(unsigned long id, struct kite_session *s, const struct kite_request *req);
+void prog_log_close_as(unsigned long id, const struct kite_close_info *ci);
+void prog_log_error_as(unsigned long id, int err);
 void prog_log_open(struct kite_session *s, const struct kite_request *req);
 void prog_log_close(struct kite_session *s, const struct kite_close_info *ci);
 void prog_log_error(struct kite_session *s, int err);

@@ -117,11 +117,27 @@ void kite_app_free(struct kite_app *app)
         r = next;
     }
     kite__router_free(&app->router);
+    for (uint8_t i = 0; i < app->nteardown; i++)
+        app->teardown[i].fn(app, app->teardown[i].arg);
     /* After the loop: no session (and no instance reading its configs) is left. */
     kite_ext_list_free(app->exts_own);
     /* This thread's idle zlib streams may come from this app's allocator. */
     kite_pmd_pool_trim();
     kite__free(app->alloc, app);
+}
+
+int kite__app_add_teardown(struct kite_app *app, void (*fn)(struct kite_app *app, void *arg),
+                           void *arg)
+{
+    for (uint8_t i = 0; i < app->nteardown; i++)
+        if (app->teardown[i].fn == fn && app->teardown[i].arg == arg)
+            return KITE_OK;
+    if (app->nteardown == KITE_ARRAY_LEN(app->teardown))
+        return KITE_ERR_LIMIT;
+    app->teardown[app->nteardown].fn = fn;
+    app->teardown[app->nteardown].arg = arg;
+    app->nteardown++;
+    return KITE_OK;
 }
 
 int kite_app_set_ws_options(struct kite_app *app, const struct kite_ws_options *o)

@@ -91,7 +91,23 @@ struct kite_app {
      * NULL. exts_own lives until kite_app_free: sessions' instances read its configs. */
     const struct kite_ext_list *exts;
     struct kite_ext_list *exts_own;
+    /* Teardown hooks of layers above the server (sequential handlers), run by
+     * kite_app_free() after the loop is gone; see kite__app_add_teardown(). */
+    struct {
+        void (*fn)(struct kite_app *app, void *arg);
+        void *arg;
+    } teardown[4];
+    uint8_t nteardown;
 };
+
+/*
+ * Register fn(app, arg) to run once from kite_app_free(), after the app's loop and
+ * sessions are gone, so a layer above the server (src/coro) can release what it keeps
+ * per app without the server depending on it. Adding the same fn and arg twice is a
+ * no-op. KITE_OK, or KITE_ERR_LIMIT when the few slots are taken.
+ */
+int kite__app_add_teardown(struct kite_app *app, void (*fn)(struct kite_app *app, void *arg),
+                           void *arg);
 
 /* An HTTP connection: from accept to the upgrade (or to the end of keep-alive). */
 struct kite__hconn {

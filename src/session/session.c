@@ -292,6 +292,16 @@ static void stash(struct kite_session *s, const uint8_t *in, size_t len)
         transport_ended(s, KITE_ERR_NOMEM); /* losing input would corrupt the stream */
 }
 
+/* The end of one read's worth of input (struct kite_ws_callbacks.on_input_done). */
+static void input_done(struct kite_session *s)
+{
+    if (!s->cfg->cb.on_input_done || (s->flags & (S_DEAD | S_CLOSED | S_TERMINATE)))
+        return;
+    s->depth++;
+    s->cfg->cb.on_input_done(s, s->ud);
+    s->depth--;
+}
+
 /* Feed bytes to the codec; whatever a pause leaves unread is stashed unless it already
  * lives in the stash (from_stash). Returns the bytes consumed. */
 static size_t feed(struct kite_session *s, uint8_t *in, size_t len, bool from_stash)
@@ -314,6 +324,7 @@ static size_t feed(struct kite_session *s, uint8_t *in, size_t len, bool from_st
     if (used < len && (s->flags & S_PAUSED) && !kite_codec_is_closed(s->codec) &&
         !(s->flags & S_TERMINATE) && !from_stash)
         stash(s, in + used, len - used);
+    input_done(s);
     return used;
 }
 
@@ -372,7 +383,11 @@ static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
             kite__io_stop(s->loop, &s->io);
             s->flags |= S_IO_PARKED;
         }
-    } else if (events & (KITE__IO_READ | KITE__IO_HUP | KITE__IO_ERROR)) {
+    } else if ((events & (KITE__IO_READ | KITE__IO_HUP | KITE__IO_ERROR)) ||
+               ((events & KITE__IO_WRITE) &&
+                (kite__tp_want_events(&s->tp, KITE__IO_READ) & KITE__IO_WRITE))) {
+        /* The second case: a TLS read that needs the socket writable (its reply to a
+         * key update could not be sent) resumes when it is. */
         do_read(s);
         /* A TLS transport may hold decrypted bytes the fd will not signal again. */
         for (int i = 0; i < 16 && !(s->flags & (S_DEAD | S_PAUSED | S_TP_DONE)) &&
