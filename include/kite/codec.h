@@ -79,9 +79,14 @@
  * come in exactly as given (a raw session that negotiated permessage-deflate sees
  * compressed payloads with RSV1 set).
  *
- * Memory: struct kite_codec is small (184 bytes on x86-64); the buffer for payload that
- * spans reads and the close record are allocated on first use, and buffers over 1 KiB
- * are released when they drain. Small echo traffic allocates nothing per message.
+ * Memory: struct kite_codec is small (136 bytes on x86-64; kite_codec_new_in() puts it
+ * inside the caller's own allocation); options equal to the defaults, or given as
+ * shared_options, are pointed to rather than copied. The buffer for payload that spans
+ * reads and the close record are allocated on first use, and buffers over 1 KiB are
+ * released when they drain (large ones to a small per-thread cache that the event loop
+ * empties within about two seconds of disuse). Small echo traffic allocates nothing per
+ * message. Large messages: kite_codec_recv_space() and kite_codec_send_direct() let the
+ * caller read and write them without a copy through the codec's buffers.
  */
 #ifndef KITE_CODEC_H
 #define KITE_CODEC_H
@@ -173,6 +178,11 @@ struct kite_codec_config {
      * Transferred to the codec when kite_codec_new() succeeds (freed with the codec);
      * still the caller's when it returns NULL. */
     struct kite_ext_chain *extensions;
+    /* Optional (default NULL): options shared by many codecs, e.g. a route's. When set,
+     * `options` is ignored and the codec keeps a pointer instead of a copy, which keeps
+     * idle connections small. Borrowed: must outlive the codec and not change while it
+     * lives. kite_codec_set_options() gives that one codec a copy of its own. */
+    const struct kite_ws_options *shared_options;
 };
 
 /* Fill `cfg` with defaults: server role, default mode, kite_ws_options_init(). */
@@ -189,8 +199,23 @@ KITE_EXTERN struct kite_codec *kite_codec_new(const struct kite_codec_config *cf
                                               const struct kite_codec_callbacks *cb, void *ud,
                                               uint64_t now_ms);
 /* Free a codec and everything it holds. NULL is a no-op. Must not be called from one
- * of its own callbacks. */
+ * of its own callbacks. For a codec from kite_codec_new_in(), everything but its memory,
+ * which stays the caller's. */
 KITE_EXTERN void kite_codec_free(struct kite_codec *c);
+
+/* Bytes of memory a codec takes, for kite_codec_new_in(). */
+KITE_EXTERN size_t kite_codec_size(void);
+/*
+ * kite_codec_new() in memory the caller provides, so that a connection can hold its
+ * codec in the same allocation as its own state (one heap block instead of two). `mem`
+ * must have kite_codec_size() bytes, aligned for any type (as malloc's, or a member
+ * declared with _Alignas(max_align_t)), and stay valid until kite_codec_free(), which
+ * then releases what the codec holds but not `mem`. Returns the codec (at `mem`), or
+ * NULL as kite_codec_new() (nothing to free then).
+ */
+KITE_EXTERN struct kite_codec *kite_codec_new_in(void *mem, const struct kite_codec_config *cfg,
+                                                 const struct kite_codec_callbacks *cb,
+                                                 void *ud, uint64_t now_ms);
 
 /*
  * Feed received bytes. The buffer is modified: payloads are unmasked in place.
@@ -243,6 +268,46 @@ KITE_EXTERN int kite_codec_ping(struct kite_codec *c, const void *data, size_t l
 KITE_EXTERN int kite_codec_close(struct kite_codec *c, unsigned code, const char *reason,
                                  uint64_t now_ms);
 
+/*
+ * The write kite_codec_send_direct() may call: hand the frame header `head` and then the
+ * payload `data` to the transport without blocking, as one write (writev). Return how
+ * many bytes were taken, counted from the start of head (0 if none), or a negative code
+ * if the write failed; the codec then queues whatever was not taken. It must not call
+ * the codec. Errors are not reported back: the caller meets them on its next write.
+ */
+typedef ssize_t kite_codec_write_cb(void *arg, const uint8_t *head, size_t head_len,
+                                    const uint8_t *data, size_t len);
+
+/*
+ * Send one whole message like kite_codec_send(), without copying what the transport
+ * takes at once. When nothing is pending and the frame goes out as given (server role:
+ * no mask; no extension negotiated, or raw mode), calls write(arg, header, data) once and
+ * queues only the bytes it did not take; otherwise it is kite_codec_send() and `write` is
+ * not called. Meant for large messages (tens of KiB and up): for small ones the usual
+ * send, with one write per loop iteration for everything queued, makes fewer system
+ * calls. `data` is borrowed for the call. Returns as kite_codec_send(), plus
+ * KITE_ERR_INVALID when write is NULL. If part of the frame went out and the rest cannot
+ * be queued (KITE_ERR_NOMEM), the stream cannot go on: the session ends (on_close with
+ * KITE_ERR_NOMEM, after the current callback if inside one) and nothing more is sent.
+ * May be called from callbacks (write then runs inside them).
+ */
+KITE_EXTERN int kite_codec_send_direct(struct kite_codec *c, enum kite_opcode type,
+                                       const void *data, size_t len,
+                                       kite_codec_write_cb *write, void *arg);
+
+/*
+ * Where to read the next bytes so that a large message is not copied: while the codec is
+ * inside the payload of a large frame that it gathers in its own buffer (a data frame
+ * that spans reads; in raw mode any frame that does), returns how many bytes may be read
+ * into *buf (at most the rest of that frame's payload) and points *buf into that buffer.
+ * Read at most that many bytes there, then pass exactly that pointer and the count read
+ * to kite_codec_recv() before any other call on the codec: the bytes are taken where they
+ * lie (unmasked in place) instead of being copied. Returns 0 with *buf NULL when there is
+ * no such place (between frames, small or extension-processed frames, after the end,
+ * from a callback, or out of memory): read into a buffer of your own as usual.
+ */
+KITE_EXTERN size_t kite_codec_recv_space(struct kite_codec *c, uint8_t **buf);
+
 /* Borrow the bytes waiting to be written; returns their count (0 if none). The pointer
  * is valid until the next call on the codec. */
 KITE_EXTERN size_t kite_codec_pending(const struct kite_codec *c, const uint8_t **out);
@@ -276,12 +341,15 @@ KITE_EXTERN bool kite_codec_close_sent(const struct kite_codec *c);
  * record: (LOCAL, 1011, clean=false, KITE_ERR_NOMEM, "out of memory"). */
 KITE_EXTERN const struct kite_close_info *kite_codec_close_info(const struct kite_codec *c);
 
-/* Change options on a live session (Ktor's per-session setters). Timers restart from
- * now_ms (the ping period, or the pending pong or close deadline); size limits apply to
- * frames whose header arrives later. Returns KITE_OK or KITE_ERR_INVALID (timeout_ms of
- * 0). */
+/* Change options on a live session (Ktor's per-session setters); `o` is copied. Timers
+ * restart from now_ms (the ping period, or the pending pong or close deadline); size
+ * limits apply to frames whose header arrives later. Returns KITE_OK, KITE_ERR_INVALID
+ * (timeout_ms of 0) or KITE_ERR_NOMEM (the copy could not be allocated); the options are
+ * unchanged on error. */
 KITE_EXTERN int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o,
                                        uint64_t now_ms);
+/* The current options. Owned by the codec (or the shared_options given at creation);
+ * valid until the next kite_codec_set_options() or kite_codec_free(). */
 KITE_EXTERN const struct kite_ws_options *kite_codec_options(const struct kite_codec *c);
 /* Change the user data passed to callbacks. */
 KITE_EXTERN void kite_codec_set_user_data(struct kite_codec *c, void *ud);

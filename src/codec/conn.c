@@ -14,8 +14,8 @@
  *
  * Extensions (ext.c, pmd.c): with a negotiated chain, default-mode data messages pass
  * through it chunk by chunk on the way in (inflated output is checked for UTF-8 and
- * max_message_size as it is produced) and whole on the way out. Without one, c->ext is
- * NULL and the only cost is that test. Raw mode never runs the chain.
+ * max_message_size as it is produced) and whole on the way out. Without one, F_EXT is
+ * clear and the only cost is that test. Raw mode never runs the chain.
  *
  * Re-entrancy: callbacks may call the send/close functions. Those only touch the output
  * buffer and the close record, never the buffer a callback's `data` may point into.
@@ -35,20 +35,40 @@
 /* Ping payload: 8 bytes (the send time), so a pong can be told apart in a capture. */
 #define PING_LEN 8u
 
+/* The most a frame's first chunk reserves for the rest of its payload. A peer that
+ * announces a large frame and sends little makes us commit no more than this ahead. */
+#define RESERVE_AHEAD ((size_t)4 << 20)
+
+/* kite_codec_recv_space offers its buffer only for at least this much payload: below,
+ * reading into the caller's buffer (which may catch the next frames in the same read)
+ * costs a copy too small to matter. */
+#define DIRECT_MIN ((size_t)16 << 10)
+
 enum {
     F_RAW = 1u << 0,         /* KITE_MODE_RAW */
     F_CLIENT = 1u << 1,      /* KITE_ROLE_CLIENT: mask what we send */
-    F_CLOSE_SENT = 1u << 2,  /* a close frame is queued: nothing more may be sent */
+    F_CLOSE_SENT = KITE__CODEC_CLOSE_SENT, /* a close frame is queued: no more data */
     F_CLOSE_RCVD = 1u << 3,  /* the peer's close frame arrived */
     F_STOP = 1u << 4,        /* look at no more input */
     F_DONE = 1u << 5,        /* the outcome is decided (on_close fired or about to) */
-    F_FIRED = 1u << 6,       /* on_close has fired */
+    F_FIRED = KITE__CODEC_FIRED, /* on_close has fired */
     F_PENDING = 1u << 7,     /* on_close must fire when the current callback returns */
     F_IN_CB = 1u << 8,       /* a user callback is running */
     F_AWAIT_PONG = 1u << 9,  /* a ping is out; `timer` is its deadline */
     F_ARM = 1u << 10,        /* close sent without a clock: arm the timer at next time input */
     F_CI = 1u << 11,         /* aux->ci holds the first close frame (ours or the peer's) */
     F_CI_NOMEM = 1u << 12,   /* no memory for the close record: report nomem_ci */
+    F_EXT = 1u << 13,        /* c->ext is set: tested with the other flags on hot paths */
+    F_EMBED = 1u << 14,      /* built in the caller's memory (kite_codec_new_in) */
+};
+
+/* kite_ws_options_init()'s values: codecs created with them point here. */
+static const struct kite_ws_options default_options = {
+    .ping_period_ms = 0,
+    .timeout_ms = 15000,
+    .max_frame_size = 16u << 20,
+    .max_message_size = 16u << 20,
+    .masking = true,
 };
 
 static const struct kite_codec_callbacks no_callbacks;
@@ -71,11 +91,18 @@ static uint64_t add_ms(uint64_t now, uint64_t ms)
 void kite_ws_options_init(struct kite_ws_options *o)
 {
     memset(o, 0, sizeof(*o));
-    o->ping_period_ms = 0;
-    o->timeout_ms = 15000;
-    o->max_frame_size = 16u << 20;
-    o->max_message_size = 16u << 20;
-    o->masking = true;
+    o->ping_period_ms = default_options.ping_period_ms;
+    o->timeout_ms = default_options.timeout_ms;
+    o->max_frame_size = default_options.max_frame_size;
+    o->max_message_size = default_options.max_message_size;
+    o->masking = default_options.masking;
+}
+
+static bool same_options(const struct kite_ws_options *a, const struct kite_ws_options *b)
+{
+    return a->ping_period_ms == b->ping_period_ms && a->timeout_ms == b->timeout_ms &&
+           a->max_frame_size == b->max_frame_size &&
+           a->max_message_size == b->max_message_size && a->masking == b->masking;
 }
 
 void kite_codec_config_init(struct kite_codec_config *cfg)
@@ -96,8 +123,25 @@ void kite_codec_config_init(struct kite_codec_config *cfg)
  * Append one frame to the output. A client masks every frame with a fresh key
  * (RFC 6455 §5.3); a server never masks (§5.1). `data` must not point into c->out.
  */
+/* The common case, a small server frame (§5.2: 7-bit length, no mask): one
+ * reservation, the two header bytes, the payload. len < 126. */
+static inline int put_small(struct kite_codec *c, uint8_t first, const void *data, size_t len)
+{
+    uint8_t *dst = kite__buf_reserve(&c->out, c->alloc, len + 2);
+    if (!dst)
+        return KITE_ERR_NOMEM;
+    dst[0] = first;
+    dst[1] = (uint8_t)len;
+    if (len)
+        memcpy(dst + 2, data, len);
+    c->out.len += len + 2;
+    return KITE_OK;
+}
+
 static int put_frame(struct kite_codec *c, uint8_t first, const void *data, size_t len)
 {
+    if (KITE_LIKELY(!(c->flags & F_CLIENT) && len < 126))
+        return put_small(c, first, data, len);
     bool masked = (c->flags & F_CLIENT) != 0;
     uint8_t key[4];
     if (masked && kite__random_mask(key) != KITE_OK)
@@ -295,6 +339,27 @@ static int buffer(struct kite_codec *c, const uint8_t *data, size_t len)
     return kite__buf_append(&c->aux->msg, c->alloc, data, len);
 }
 
+/*
+ * Buffer a chunk of the current frame's payload. The room for the rest of the frame is
+ * reserved with the first chunk (up to RESERVE_AHEAD at a time), so a large message is
+ * not copied again by reallocations as it grows. A chunk that the caller read straight
+ * into that room (kite_codec_recv_space) is already in place: it is only counted.
+ */
+static int buffer_payload(struct kite_codec *c, const uint8_t *data, size_t len)
+{
+    if (ensure_aux(c) != KITE_OK)
+        return KITE_ERR_NOMEM;
+    struct kite_buf *b = &c->aux->msg;
+    if (b->data && data == kite__buf_head(b) + b->len && len <= b->cap - b->off - b->len) {
+        b->len += len;
+        return KITE_OK;
+    }
+    uint64_t rest = c->p.remaining;
+    if (rest > 0 && !kite__buf_reserve(b, c->alloc, len + (size_t)KITE_MIN(rest, RESERVE_AHEAD)))
+        return KITE_ERR_NOMEM;
+    return kite__buf_append(b, c->alloc, data, len);
+}
+
 static int deliver_message(struct kite_codec *c, const uint8_t *data, size_t len)
 {
     enum kite_opcode type = (enum kite_opcode)c->msg_op;
@@ -321,12 +386,12 @@ static void data_header(struct kite_codec *c)
     } else {
         c->msg_op = h->opcode;
         c->utf8 = KITE__UTF8_ACCEPT;
-        if (c->ext)
+        if (c->flags & F_EXT)
             kite__ext_in_start(c->ext, h->rsv);
     }
-    if (c->ext)
+    if (c->flags & F_EXT)
         return;
-    if (have > c->opt.max_message_size || h->payload_len > c->opt.max_message_size - have)
+    if (have > c->opt->max_message_size || h->payload_len > c->opt->max_message_size - have)
         fail(c, KITE_CLOSE_TOO_BIG, "message too big", KITE_ERR_TOO_BIG);
 }
 
@@ -350,7 +415,7 @@ static int message_bytes(struct kite_codec *c, const uint8_t *data, size_t len, 
     }
     if (last && whole)
         return deliver_message(c, data, len);
-    if (buffer(c, data, len) != KITE_OK)
+    if (buffer_payload(c, data, len) != KITE_OK)
         return fail_internal(c, KITE_ERR_NOMEM);
     if (!last)
         return KITE_OK;
@@ -385,7 +450,7 @@ static int ext_fail(struct kite_codec *c, int rc)
 static int message_appended(struct kite_codec *c, size_t start, size_t n, bool last)
 {
     struct kite_buf *b = &c->aux->msg;
-    if (b->len > c->opt.max_message_size)
+    if (b->len > c->opt->max_message_size)
         return ext_fail(c, KITE_ERR_TOO_BIG);
     bool text = c->msg_op == KITE_OP_TEXT;
     if (text && n && kite__utf8_feed(&c->utf8, kite__buf_head(b) + start, n) != 0) {
@@ -427,7 +492,7 @@ static int ext_message_data(struct kite_codec *c, const struct kite__frame_event
     bool last = ev->frame_end && h->fin;
     struct kite_buf local = {0};
     struct kite_buf *b = c->aux ? &c->aux->msg : &local;
-    uint64_t have = b->len, max = c->opt.max_message_size;
+    uint64_t have = b->len, max = c->opt->max_message_size;
     struct kite_ext_sink sink;
     kite__ext_sink_init(&sink, b, c->alloc, 0, have > max ? 0 : max - have);
     enum kite__ext_where where;
@@ -464,7 +529,7 @@ static int ext_message_data(struct kite_codec *c, const struct kite__frame_event
 /* A chunk of a data frame (default mode). */
 static int message_data(struct kite_codec *c, const struct kite__frame_event *ev)
 {
-    if (c->ext)
+    if (c->flags & F_EXT)
         return ext_message_data(c, ev);
     const struct kite__frame_hdr *h = &c->p.hdr;
     bool whole = h->opcode != KITE_OP_CONTINUATION && ev->len == h->payload_len;
@@ -484,7 +549,7 @@ static int ping_pong(struct kite_codec *c, uint8_t op, const uint8_t *data, size
     if (op == KITE_OP_PONG && (c->flags & F_AWAIT_PONG)) {
         c->flags &= (uint16_t)~F_AWAIT_PONG;
         if (!(c->flags & F_CLOSE_SENT))
-            c->timer = add_ms(now, c->opt.ping_period_ms);
+            c->timer = add_ms(now, c->opt->ping_period_ms);
     }
     if (c->cb->on_control) {
         c->flags |= F_IN_CB;
@@ -572,7 +637,7 @@ static int whole_frame_data(struct kite_codec *c, const struct kite__frame_event
 {
     if (ev->frame_end && ev->len == c->p.hdr.payload_len)
         return frame_done(c, ev->data, ev->len, now);
-    if (buffer(c, ev->data, ev->len) != KITE_OK)
+    if (buffer_payload(c, ev->data, ev->len) != KITE_OK)
         return fail_internal(c, KITE_ERR_NOMEM);
     bool raw = (c->flags & F_RAW) != 0;
     if (!raw)
@@ -609,30 +674,85 @@ static int on_event(struct kite_codec *c, enum kite__fev e, const struct kite__f
     }
 }
 
+/*
+ * A whole unfragmented text or binary message that lies in the input (default mode, no
+ * extensions): the common case, handed over as a view of the input without going
+ * through the event machinery. The same checks as data_header() and message_bytes():
+ * the message limit, then UTF-8 for text (§8.1).
+ */
+static int whole_message(struct kite_codec *c, const struct kite__frame_hdr *h,
+                         const uint8_t *data, size_t len)
+{
+    c->msg_op = h->opcode;
+    if (h->opcode == KITE_OP_TEXT &&
+        !(len <= KITE__UTF8_SHORT_MAX && kite__utf8_short_ascii(data, len))) {
+        c->utf8 = KITE__UTF8_ACCEPT;
+        if (kite__utf8_feed(&c->utf8, data, len) != 0) {
+            fail(c, KITE_CLOSE_NOT_CONSISTENT, "invalid UTF-8", KITE_ERR_UTF8);
+            return KITE_OK;
+        }
+        if (c->utf8 != KITE__UTF8_ACCEPT) {
+            fail(c, KITE_CLOSE_NOT_CONSISTENT, "truncated UTF-8", KITE_ERR_UTF8);
+            return KITE_OK;
+        }
+    }
+    return deliver_message(c, data, len);
+}
+
+/*
+ * A frame that kite__frame_parse_whole() found whole in the input: the HEADER and DATA
+ * events in one. *used is the frame's size; when the header alone fails the connection
+ * (a message over the limit), it becomes the header's, as with separate events.
+ */
+static int whole_frame(struct kite_codec *c, const struct kite__frame_event *ev, size_t *used,
+                       uint64_t now)
+{
+    const struct kite__frame_hdr *h = &c->p.hdr;
+    if (h->opcode >= 0x8 || (c->flags & F_RAW))
+        return frame_done(c, ev->data, ev->len, now);
+    if (KITE_LIKELY(h->fin && h->opcode != KITE_OP_CONTINUATION && !(c->flags & F_EXT) &&
+                    h->payload_len <= c->opt->max_message_size))
+        return whole_message(c, h, ev->data, ev->len);
+    data_header(c);
+    if (c->flags & F_STOP) {
+        *used -= ev->len;
+        return KITE_OK;
+    }
+    return message_data(c, ev);
+}
+
 ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len, uint64_t now_ms)
 {
-    uint8_t none = 0;
-    if (c->flags & F_IN_CB)
-        return KITE_ERR_STATE;
-    if (c->flags & F_STOP)
-        return 0;
-    if (c->flags & F_ARM) {
+    if (c->flags & (F_IN_CB | F_STOP | F_ARM)) {
+        if (c->flags & F_IN_CB)
+            return KITE_ERR_STATE;
+        if (c->flags & F_STOP)
+            return 0;
         c->flags &= (uint16_t)~F_ARM;
-        c->timer = add_ms(now_ms, c->opt.timeout_ms);
+        c->timer = add_ms(now_ms, c->opt->timeout_ms);
     }
+    uint8_t none = 0;
     if (!in)
         in = &none, len = 0;
     if (len > (size_t)SSIZE_MAX)
         len = (size_t)SSIZE_MAX;
     size_t off = 0;
-    for (;;) {
+    /* With the input used up, go on only to finish a frame whose last event is still
+     * owed (the zero-length DATA of an empty frame whose header ended the input). */
+    while (off < len || !kite__frame_idle(&c->p)) {
         size_t n = 0;
         struct kite__frame_event ev;
-        enum kite__fev e = kite__frame_parse(&c->p, in + off, len - off, &n, &ev);
-        off += n;
-        if (e == KITE__FEV_NEED_MORE)
-            break;
-        int rc = on_event(c, e, &ev, now_ms);
+        int rc;
+        if (kite__frame_parse_whole(&c->p, in + off, len - off, &n, &ev)) {
+            rc = whole_frame(c, &ev, &n, now_ms);
+            off += n;
+        } else {
+            enum kite__fev e = kite__frame_parse(&c->p, in + off, len - off, &n, &ev);
+            off += n;
+            if (e == KITE__FEV_NEED_MORE)
+                break;
+            rc = on_event(c, e, &ev, now_ms);
+        }
         if (rc < 0)
             return rc;
         if (rc == KITE_PAUSE || (c->flags & F_STOP))
@@ -696,14 +816,84 @@ static int ext_send(struct kite_codec *c, enum kite_opcode type, const void *dat
 
 int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *data, size_t len)
 {
+    /* A small message from a server that may send and has no extensions: the usual
+     * echo or chat reply, without the general checks below. */
+    if (KITE_LIKELY(!(c->flags & (F_CLIENT | F_EXT | F_DONE | F_CLOSE_SENT)) && len < 126 &&
+                    (type == KITE_OP_TEXT || type == KITE_OP_BINARY) && data))
+        return put_small(c, (uint8_t)(0x80 | type), data, len);
     if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
         return KITE_ERR_INVALID;
     int rc = can_send(c);
     if (rc != KITE_OK)
         return rc;
-    if (c->ext && !(c->flags & F_RAW))
+    if ((c->flags & (F_EXT | F_RAW)) == F_EXT)
         return ext_send(c, type, data, len);
     return put_frame(c, (uint8_t)(0x80 | type), data, len);
+}
+
+/* Queue n1 bytes from p1 and then n2 from p2 in one reservation. */
+static int queue2(struct kite_codec *c, const void *p1, size_t n1, const void *p2, size_t n2)
+{
+    if (n1 + n2 == 0)
+        return KITE_OK;
+    uint8_t *dst = kite__buf_reserve(&c->out, c->alloc, n1 + n2);
+    if (!dst)
+        return KITE_ERR_NOMEM;
+    if (n1)
+        memcpy(dst, p1, n1);
+    if (n2)
+        memcpy(dst + n1, p2, n2);
+    c->out.len += n1 + n2;
+    return KITE_OK;
+}
+
+int kite_codec_send_direct(struct kite_codec *c, enum kite_opcode type, const void *data,
+                           size_t len, kite_codec_write_cb *write, void *arg)
+{
+    if (!write)
+        return KITE_ERR_INVALID;
+    /* Only a frame that goes out as given and would be first in line: anything queued
+     * must go first, a client masks (a copy anyway), extensions may rewrite it. */
+    if (c->out.len || (c->flags & F_CLIENT) || (c->flags & (F_EXT | F_RAW)) == F_EXT)
+        return kite_codec_send(c, type, data, len);
+    if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
+        return KITE_ERR_INVALID;
+    int rc = can_send(c);
+    if (rc != KITE_OK)
+        return rc;
+    uint8_t head[10];
+    size_t hlen = kite__frame_write_header(head, (uint8_t)(0x80 | type), len, NULL);
+    ssize_t w = write(arg, head, hlen, (const uint8_t *)data, len);
+    size_t took = w > 0 ? KITE_MIN((size_t)w, hlen + len) : 0;
+    if (took < hlen)
+        rc = queue2(c, head + took, hlen - took, data, len);
+    else
+        rc = queue2(c, NULL, 0, (const uint8_t *)data + (took - hlen), len - (took - hlen));
+    if (rc == KITE_OK || took == 0)
+        return rc;
+    /* Part of the frame is on the wire and the rest cannot be kept: the stream can
+     * carry nothing more, not even a close frame. End the session. */
+    c->flags |= F_CLOSE_SENT;
+    finish(c, false, KITE_ERR_NOMEM);
+    return rc;
+}
+
+size_t kite_codec_recv_space(struct kite_codec *c, uint8_t **buf)
+{
+    *buf = NULL;
+    uint64_t left = kite__frame_payload_left(&c->p);
+    /* Payload that this codec gathers itself: any frame in raw mode, a data frame
+     * without extensions in default mode (control frames are too short to get here). */
+    bool gathered = (c->flags & F_RAW) || (c->p.hdr.opcode < 0x8 && !(c->flags & F_EXT));
+    if (left < DIRECT_MIN || !gathered || (c->flags & (F_STOP | F_IN_CB)) ||
+        ensure_aux(c) != KITE_OK)
+        return 0;
+    size_t want = (size_t)KITE_MIN(left, RESERVE_AHEAD);
+    uint8_t *dst = kite__buf_reserve(&c->aux->msg, c->alloc, want);
+    if (!dst)
+        return 0;
+    *buf = dst;
+    return want;
 }
 
 /* A close frame has been queued (§7.1.2): start the wait for the peer's. In raw mode the
@@ -782,7 +972,7 @@ int kite_codec_close(struct kite_codec *c, unsigned code, const char *reason, ui
     record_close(c, KITE_CLOSED_BY_LOCAL, code ? (uint16_t)code : KITE_CLOSE_NO_STATUS, reason,
                  rlen);
     c->flags &= (uint16_t)~F_ARM;
-    c->timer = add_ms(now_ms, c->opt.timeout_ms);
+    c->timer = add_ms(now_ms, c->opt->timeout_ms);
     close_queued(c);
     return KITE_OK;
 }
@@ -816,11 +1006,11 @@ static void ping_timer(struct kite_codec *c, uint64_t now)
         payload[i] = (uint8_t)(now >> (8 * (PING_LEN - 1 - i)));
     if (put_frame(c, 0x80 | KITE_OP_PING, payload, sizeof(payload)) != KITE_OK) {
         /* Out of memory: try again next period rather than kill a quiet session. */
-        c->timer = add_ms(now, c->opt.ping_period_ms);
+        c->timer = add_ms(now, c->opt->ping_period_ms);
         return;
     }
     c->flags |= F_AWAIT_PONG;
-    c->timer = add_ms(now, c->opt.timeout_ms);
+    c->timer = add_ms(now, c->opt->timeout_ms);
 }
 
 void kite_codec_tick(struct kite_codec *c, uint64_t now_ms)
@@ -829,7 +1019,7 @@ void kite_codec_tick(struct kite_codec *c, uint64_t now_ms)
         return;
     if (c->flags & F_ARM) {
         c->flags &= (uint16_t)~F_ARM;
-        c->timer = add_ms(now_ms, c->opt.timeout_ms);
+        c->timer = add_ms(now_ms, c->opt->timeout_ms);
         return;
     }
     if (now_ms < c->timer)
@@ -839,7 +1029,7 @@ void kite_codec_tick(struct kite_codec *c, uint64_t now_ms)
         finish(c, false, KITE_ERR_TIMEOUT);
         return;
     }
-    if (!(c->flags & F_RAW) && c->opt.ping_period_ms)
+    if (!(c->flags & F_RAW) && c->opt->ping_period_ms)
         ping_timer(c, now_ms);
 }
 
@@ -849,7 +1039,7 @@ uint64_t kite_codec_next_timer(const struct kite_codec *c)
         return UINT64_MAX;
     if (c->flags & F_CLOSE_SENT)
         return c->timer;
-    if (!(c->flags & F_RAW) && c->opt.ping_period_ms)
+    if (!(c->flags & F_RAW) && c->opt->ping_period_ms)
         return c->timer;
     return UINT64_MAX;
 }
@@ -863,35 +1053,89 @@ static bool options_ok(const struct kite_ws_options *o)
     return o->timeout_ms != 0;
 }
 
-struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
-                                  const struct kite_codec_callbacks *cb, void *ud,
-                                  uint64_t now_ms)
+static bool config_ok(const struct kite_codec_config *cfg)
 {
-    if (!cfg || (cfg->role != KITE_ROLE_SERVER && cfg->role != KITE_ROLE_CLIENT) ||
-        (cfg->mode != KITE_MODE_DEFAULT && cfg->mode != KITE_MODE_RAW) ||
-        !options_ok(&cfg->options) || (cfg->rsv_allowed & ~KITE_RSV_MASK))
-        return NULL;
-    struct kite_codec *c = kite__calloc(cfg->allocator, sizeof(*c));
-    if (!c)
-        return NULL;
+    const struct kite_ws_options *o = cfg->shared_options ? cfg->shared_options : &cfg->options;
+    return (cfg->role == KITE_ROLE_SERVER || cfg->role == KITE_ROLE_CLIENT) &&
+           (cfg->mode == KITE_MODE_DEFAULT || cfg->mode == KITE_MODE_RAW) && options_ok(o) &&
+           !(cfg->rsv_allowed & ~KITE_RSV_MASK);
+}
+
+/*
+ * Set up a codec in zeroed memory `c`. The options are pointed to when they can be
+ * shared (the caller's shared_options, or the defaults); otherwise they are copied into
+ * the aux block, which is also where the extension chain lives. Returns false when that
+ * block cannot be allocated (nothing is kept then).
+ */
+static bool codec_init(struct kite_codec *c, const struct kite_codec_config *cfg,
+                       const struct kite_codec_callbacks *cb, void *ud, uint64_t now_ms)
+{
+    c->alloc = cfg->allocator;
+    if (cfg->shared_options) {
+        c->opt = cfg->shared_options;
+    } else if (same_options(&cfg->options, &default_options)) {
+        c->opt = &default_options;
+    } else {
+        if (ensure_aux(c) != KITE_OK)
+            return false;
+        c->aux->own = cfg->options;
+        c->opt = &c->aux->own;
+    }
     uint8_t rsv = cfg->rsv_allowed;
     if (cfg->extensions) {
         /* Negotiated extensions own their RSV bits (RFC 6455 §5.2). */
         rsv |= kite__ext_chain_rsv(cfg->extensions);
         kite__ext_chain_adopt(cfg->extensions);
         c->ext = cfg->extensions;
+        c->flags |= F_EXT;
     }
-    c->alloc = cfg->allocator;
     c->cb = cb ? cb : &no_callbacks;
     c->ud = ud;
-    c->opt = cfg->options;
     if (cfg->role == KITE_ROLE_CLIENT)
         c->flags |= F_CLIENT;
     if (cfg->mode == KITE_MODE_RAW)
         c->flags |= F_RAW;
-    kite__frame_parser_init(&c->p, cfg->role, c->opt.max_frame_size, rsv,
-                            cfg->role == KITE_ROLE_SERVER && c->opt.masking);
-    c->timer = add_ms(now_ms, c->opt.ping_period_ms);
+    kite__frame_parser_init(&c->p, cfg->role, c->opt->max_frame_size, rsv,
+                            cfg->role == KITE_ROLE_SERVER && c->opt->masking);
+    c->timer = add_ms(now_ms, c->opt->ping_period_ms);
+    return true;
+}
+
+struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
+                                  const struct kite_codec_callbacks *cb, void *ud,
+                                  uint64_t now_ms)
+{
+    if (!cfg || !config_ok(cfg))
+        return NULL;
+    struct kite_codec *c = kite__calloc(cfg->allocator, sizeof(*c));
+    if (!c)
+        return NULL;
+    if (!codec_init(c, cfg, cb, ud, now_ms)) {
+        kite__free(c->alloc, c->aux);
+        kite__free(c->alloc, c);
+        return NULL;
+    }
+    return c;
+}
+
+size_t kite_codec_size(void)
+{
+    return sizeof(struct kite_codec);
+}
+
+struct kite_codec *kite_codec_new_in(void *mem, const struct kite_codec_config *cfg,
+                                     const struct kite_codec_callbacks *cb, void *ud,
+                                     uint64_t now_ms)
+{
+    if (!mem || !cfg || !config_ok(cfg))
+        return NULL;
+    struct kite_codec *c = mem;
+    memset(c, 0, sizeof(*c));
+    if (!codec_init(c, cfg, cb, ud, now_ms)) {
+        kite__free(c->alloc, c->aux);
+        return NULL;
+    }
+    c->flags |= F_EMBED;
     return c;
 }
 
@@ -905,7 +1149,8 @@ void kite_codec_free(struct kite_codec *c)
     }
     kite__buf_free(&c->out, c->alloc);
     kite_ext_chain_free(c->ext);
-    kite__free(c->alloc, c);
+    if (!(c->flags & F_EMBED))
+        kite__free(c->alloc, c);
 }
 
 void kite_codec_transport_closed(struct kite_codec *c, int err)
@@ -935,7 +1180,11 @@ int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o
 {
     if (!o || !options_ok(o))
         return KITE_ERR_INVALID;
-    c->opt = *o;
+    /* Shared options are never written: the codec gets a copy of its own. */
+    if (ensure_aux(c) != KITE_OK)
+        return KITE_ERR_NOMEM;
+    c->aux->own = *o;
+    c->opt = &c->aux->own;
     c->p.max_frame_size = o->max_frame_size;
     if (!(c->flags & F_CLIENT))
         c->p.require_mask = o->masking;
@@ -955,7 +1204,7 @@ int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o
 
 const struct kite_ws_options *kite_codec_options(const struct kite_codec *c)
 {
-    return &c->opt;
+    return c->opt;
 }
 
 void kite_codec_set_user_data(struct kite_codec *c, void *ud)

@@ -12,19 +12,26 @@
 #include "kite/extension.h"
 #include "util/util.h"
 
-/* State that only a busy or closing connection needs; allocated on first use. */
+/* State that only a busy or closing connection needs; allocated on first use (at
+ * creation when the codec has extensions or options of its own). */
 struct kite__codec_aux {
     /* Payload that spans reads: the message being reassembled (default mode), or the
      * current frame (raw mode). A default-mode control frame that spans reads is
      * appended after the message bytes (ctl_len of them) and cut off once handled. */
     struct kite_buf msg;
-    struct kite_close_info ci; /* the close record (see F_CI) */
+    struct kite_close_info ci;  /* the close record (see F_CI) */
+    struct kite_ws_options own; /* the options, when they are this codec's own */
 };
 
+/*
+ * 144 bytes on x86-64: an idle connection is mostly this. What only some connections
+ * need lives in `aux`; options shared by many codecs (the defaults, a route's) are
+ * pointed to, not copied.
+ */
 struct kite_codec {
     struct kite__frame_parser p;           /* framing state of the input */
     struct kite_buf out;                   /* queued output, not yet consumed */
-    struct kite_ws_options opt;            /* current options */
+    const struct kite_ws_options *opt;     /* current options: shared, or &aux->own */
     const struct kite_codec_callbacks *cb; /* borrowed */
     void *ud;                              /* passed to callbacks */
     const struct kite_allocator *alloc;    /* borrowed; NULL = libc */
@@ -40,6 +47,27 @@ struct kite_codec {
     uint8_t msg_op; /* default mode: KITE_OP_TEXT/BINARY of the message in progress, or 0 */
     struct kite_ext_chain *ext; /* negotiated extensions (owned), or NULL: the fast path */
 };
+
+/* Two of struct kite_codec's flags (F_* in conn.c), for the inline getters below. */
+#define KITE__CODEC_CLOSE_SENT (1u << 2)
+#define KITE__CODEC_FIRED (1u << 6)
+
+/*
+ * Inline forms of the public getters for the layers built on the codec (session,
+ * client), which ask them several times per message: the same answers without a call.
+ */
+static inline bool kite__codec_is_closed(const struct kite_codec *c)
+{
+    return (c->flags & KITE__CODEC_FIRED) != 0; /* = kite_codec_is_closed() */
+}
+static inline bool kite__codec_close_sent(const struct kite_codec *c)
+{
+    return (c->flags & KITE__CODEC_CLOSE_SENT) != 0; /* = kite_codec_close_sent() */
+}
+static inline size_t kite__codec_pending_len(const struct kite_codec *c)
+{
+    return c->out.len; /* = kite_codec_pending() without the pointer */
+}
 
 /* ------------------------------------------------------------------------------------
  * Extensions (ext.c)

@@ -10,11 +10,16 @@
  */
 #include "codec/frame.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 enum parser_state {
     ST_HEADER = 0,  /* expecting (more of) a frame header */
     ST_PAYLOAD = 1, /* inside a frame's payload (possibly an empty one) */
     ST_ERROR = 2,   /* stuck after an error */
 };
+_Static_assert(ST_HEADER == 0 && ST_PAYLOAD == 1, "the inline tests in frame.h use them");
 
 /* Opcodes RFC 6455 §5.2 defines: 0-2 and 8-A, as a bit set. */
 #define KNOWN_OPCODES 0x0707u
@@ -120,12 +125,39 @@ static const char *byte_rule_reason(const struct kite__frame_parser *p, uint8_t 
     return NULL;
 }
 
+/* Every reason an error can give, so the sticky error keeps a byte, not a pointer. */
+static const char *const reasons[] = {
+    "invalid frame header",
+    "reserved opcode",
+    "RSV bit not negotiated",
+    "RSV bit on a continuation frame",
+    "RSV bit on a control frame",
+    "fragmented control frame",
+    "control frame payload over 125 bytes",
+    "masked frame from a server",
+    "unmasked frame from a client",
+    "continuation frame without a message to continue",
+    "new data frame inside a fragmented message",
+    "non-minimal 16-bit length",
+    "64-bit length with the top bit set",
+    "non-minimal 64-bit length",
+    "frame over the size limit",
+};
+
+COLD static uint8_t reason_index(const char *reason)
+{
+    for (size_t i = 0; i < KITE_ARRAY_LEN(reasons); i++)
+        if (strcmp(reasons[i], reason) == 0)
+            return (uint8_t)i;
+    return 0;
+}
+
 COLD static enum kite__fev report_error(const struct kite__frame_parser *p, size_t *consumed,
                                         struct kite__frame_event *ev)
 {
     *consumed = 0;
     ev->close_code = p->err_code;
-    ev->reason = p->err_reason;
+    ev->reason = reasons[p->err_reason];
     return KITE__FEV_ERROR;
 }
 
@@ -135,7 +167,7 @@ COLD static enum kite__fev fail(struct kite__frame_parser *p, uint16_t code,
 {
     p->state = ST_ERROR;
     p->err_code = code;
-    p->err_reason = reason;
+    p->err_reason = reason_index(reason);
     return report_error(p, consumed, ev);
 }
 
@@ -251,7 +283,10 @@ NOINLINE static enum kite__fev parse_header_slow(struct kite__frame_parser *p, c
     if (p->hlen < need)
         return KITE__FEV_NEED_MORE;
     p->hlen = 0;
-    return finish_header(p, p->hbuf[0], p->hbuf[1], p->hbuf + 2, consumed, ev);
+    /* hbuf shares its bytes with the payload state that finish_header() sets. */
+    uint8_t h[sizeof(p->hbuf)];
+    memcpy(h, p->hbuf, sizeof(h));
+    return finish_header(p, h[0], h[1], h + 2, consumed, ev);
 }
 
 /* Report a payload chunk of n bytes (already unmasked) and advance. */
@@ -280,8 +315,33 @@ NOINLINE static enum kite__fev deliver_large(struct kite__frame_parser *p, uint8
     return deliver(p, in, n, consumed, ev);
 }
 
-/* The next chunk of the current payload, unmasked in place (§5.3). Small chunks are
- * unmasked right here, eight bytes at a time: calling out would cost as much. */
+/* Unmask a small chunk (at most 64 bytes) in place, a word at a time, from key position
+ * `pos` (§5.3): calling out to the vector loops would cost as much. */
+ALWAYS_INLINE static inline void unmask_small(uint8_t *in, size_t n, const uint8_t key[4],
+                                              size_t pos)
+{
+    uint64_t kw = kite__mask_word(key, pos);
+    size_t i = 0;
+#if defined(__SSE2__)
+    /* Sixteen bytes a step where SSE2 is always there (x86-64): a 32-byte message
+     * takes two. */
+    __m128i kv = _mm_set1_epi64x((long long)kw);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+        _mm_storeu_si128((__m128i *)(void *)(in + i), _mm_xor_si128(v, kv));
+    }
+#endif
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, in + i, 8);
+        w ^= kw;
+        memcpy(in + i, &w, 8);
+    }
+    for (; i < n; i++)
+        in[i] ^= key[(pos + i) & 3];
+}
+
+/* The next chunk of the current payload, unmasked in place (§5.3). */
 ALWAYS_INLINE static inline enum kite__fev parse_payload(struct kite__frame_parser *p,
                                                          uint8_t *in, size_t len,
                                                          size_t *consumed,
@@ -295,16 +355,7 @@ ALWAYS_INLINE static inline enum kite__fev parse_payload(struct kite__frame_pars
     if (p->hdr.masked && n != 0) {
         if (n > 64)
             return deliver_large(p, in, n, consumed, ev);
-        uint64_t kw = kite__mask_word(p->hdr.mask, p->mask_pos);
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            uint64_t w;
-            memcpy(&w, in + i, 8);
-            w ^= kw;
-            memcpy(in + i, &w, 8);
-        }
-        for (; i < n; i++)
-            in[i] ^= p->hdr.mask[(p->mask_pos + i) & 3];
+        unmask_small(in, n, p->hdr.mask, p->mask_pos);
         p->mask_pos = (uint8_t)((p->mask_pos + n) & 3u);
     }
     return deliver(p, in, n, consumed, ev);
@@ -333,6 +384,64 @@ enum kite__fev kite__frame_parse(struct kite__frame_parser *p, uint8_t *in, size
         }
     }
     return parse_header_slow(p, in, len, consumed, ev);
+}
+
+/*
+ * The usual frame passes a shorter test than header_bad(): FIN set, no RSV bit, text or
+ * binary (0x81, 0x82), no fragmented message in progress, and masked exactly when the
+ * peer is a client (§5.1). Anything else takes the full test.
+ */
+static inline bool header_usual(const struct kite__frame_parser *p, uint8_t b0, uint8_t b1)
+{
+    unsigned from_client = p->role != KITE_ROLE_CLIENT;
+    return (uint8_t)(b0 - 0x81u) < 2u && !p->in_message && (unsigned)(b1 >> 7) == from_client;
+}
+
+bool kite__frame_parse_whole(struct kite__frame_parser *p, uint8_t *in, size_t len,
+                             size_t *consumed, struct kite__frame_event *ev)
+{
+    if (p->state != ST_HEADER || p->hlen != 0 || len < 2)
+        return false;
+    uint8_t b0 = in[0], b1 = in[1];
+    if (!header_usual(p, b0, b1) && header_bad(p, b0, b1))
+        return false;
+    size_t need = header_len(b1);
+    uint64_t plen = b1 & 0x7Fu;
+    const uint8_t *key = in + 2;
+    if (KITE_UNLIKELY(plen >= 126)) {
+        if (len < need || extended_length((uint8_t)plen, in + 2, &plen) != NULL)
+            return false;
+        key += plen <= 0xFFFF ? 2 : 8;
+    }
+    if (len < need || plen > len - need || plen > p->max_frame_size)
+        return false;
+    size_t n = (size_t)plen;
+    uint8_t op = b0 & 0x0Fu;
+    bool fin = (b0 & 0x80u) != 0, masked = (b1 & 0x80u) != 0, control = is_control(op);
+    struct kite__frame_hdr *hdr = &p->hdr;
+    hdr->opcode = op;
+    hdr->fin = fin;
+    hdr->rsv = b0 & KITE_RSV_MASK;
+    hdr->masked = masked;
+    hdr->payload_len = plen;
+    /* §5.4, as in finish_header(). */
+    p->msg_opcode = (control || op == KITE_OP_CONTINUATION) ? p->msg_opcode : op;
+    p->in_message = control ? p->in_message : !fin;
+    uint8_t *payload = in + need;
+    if (masked) {
+        memcpy(hdr->mask, key, 4);
+        if (n > 64)
+            kite_mask(payload, n, hdr->mask, 0);
+        else
+            unmask_small(payload, n, hdr->mask, 0);
+    } else {
+        memset(hdr->mask, 0, 4);
+    }
+    ev->data = payload;
+    ev->len = n;
+    ev->frame_end = true;
+    *consumed = need + n;
+    return true;
 }
 
 size_t kite__frame_header_size(uint64_t payload_len, bool masked)

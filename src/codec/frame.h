@@ -67,21 +67,30 @@ struct kite__frame_hdr {
     uint64_t payload_len;
 };
 
+/* 48 bytes on x86-64: it is a third of an idle connection's codec, so it is tight. */
 struct kite__frame_parser {
     struct kite__frame_hdr hdr; /* the current frame (valid after HEADER) */
-    uint64_t remaining;         /* payload bytes still to come */
+    /* Gathering a header, reading a payload and being stuck after an error never
+     * overlap in time, so their state shares these bytes. */
+    union {
+        struct {
+            uint64_t remaining; /* payload: bytes still to come */
+            uint8_t mask_pos;   /* payload: running offset into the mask key (0-3) */
+        };
+        uint8_t hbuf[14]; /* header: bytes seen so far (hlen of them) */
+        struct {
+            uint16_t err_code;  /* error: the sticky close code */
+            uint8_t err_reason; /* error: index of its reason (frame.c) */
+        };
+    };
     uint64_t max_frame_size;
-    uint8_t role;               /* enum kite_role */
+    uint8_t role;        /* enum kite_role */
     uint8_t rsv_allowed;
-    bool require_mask;          /* server: refuse unmasked frames */
-    uint8_t state;              /* internal */
-    uint8_t hbuf[14];           /* header bytes seen so far */
-    uint8_t hlen;               /* bytes in hbuf */
-    uint8_t mask_pos;           /* running offset into the mask key (0-3) */
-    bool in_message;            /* a fragmented data message is in progress (§5.4) */
-    uint8_t msg_opcode;         /* its opcode (TEXT or BINARY) */
-    uint16_t err_code;          /* sticky error close code */
-    const char *err_reason;     /* sticky error reason */
+    bool require_mask;   /* server: refuse unmasked frames */
+    uint8_t state;       /* internal */
+    uint8_t hlen;        /* bytes in hbuf */
+    bool in_message;     /* a fragmented data message is in progress (§5.4) */
+    uint8_t msg_opcode;  /* its opcode (TEXT or BINARY) */
 };
 
 struct kite__frame_event {
@@ -102,6 +111,31 @@ void kite__frame_parser_init(struct kite__frame_parser *p, enum kite_role role,
 /* Parse from in[0..len); see the module comment. `in` is modified (unmasking). */
 enum kite__fev kite__frame_parse(struct kite__frame_parser *p, uint8_t *in, size_t len,
                                  size_t *consumed, struct kite__frame_event *ev);
+
+/*
+ * The common case in one call: when the parser is between frames and in[0..len) starts
+ * with a whole frame (header and payload) that breaks no rule, parse it, unmask its
+ * payload in place and return true. The result is what kite__frame_parse's HEADER and
+ * DATA events would give: p->hdr describes the frame, ev->data/ev->len is the whole
+ * payload with ev->frame_end set, *consumed is header plus payload, and the parser is
+ * between frames again. Otherwise return false with nothing consumed and the parser
+ * untouched: kite__frame_parse takes it from there (and reports any broken rule).
+ */
+bool kite__frame_parse_whole(struct kite__frame_parser *p, uint8_t *in, size_t len,
+                             size_t *consumed, struct kite__frame_event *ev);
+
+/* Payload bytes of the current frame still to come; 0 between frames. */
+static inline uint64_t kite__frame_payload_left(const struct kite__frame_parser *p)
+{
+    return p->state == 1 ? p->remaining : 0;
+}
+
+/* True between frames (no header bytes or payload pending): with no input left, a call
+ * to kite__frame_parse could only return NEED_MORE. */
+static inline bool kite__frame_idle(const struct kite__frame_parser *p)
+{
+    return p->state == 0 && p->hlen == 0;
+}
 
 /* Bytes a frame header needs for `payload_len` (2, 4 or 10, plus 4 when masked). */
 size_t kite__frame_header_size(uint64_t payload_len, bool masked);

@@ -303,7 +303,9 @@ static int check_blocks_sse2(const uint8_t *p, size_t len, size_t *done)
     }
     for (; i + 16 <= len; i += 16) {
         __m128i cur = load16(p + i);
-        err = _mm_or_si128(err, block_errors(prev, cur));
+        /* An ASCII block after a finished character needs no check, as above. */
+        if (_mm_movemask_epi8(cur) != 0 || !all_zero(open_tail(prev)))
+            err = _mm_or_si128(err, block_errors(prev, cur));
         prev = cur;
     }
     if (!all_zero(err))
@@ -345,6 +347,8 @@ static int check_blocks(const uint8_t *p, size_t len, size_t *done)
 int kite__utf8_feed(uint32_t *state, const uint8_t *p, size_t len)
 {
     uint32_t st = *state;
+    if (st == KITE__UTF8_ACCEPT && len <= KITE__UTF8_SHORT_MAX && kite__utf8_short_ascii(p, len))
+        return 0;
     size_t i = 0;
     /* Finish a character left open by the previous chunk. */
     while (st != KITE__UTF8_ACCEPT && i < len) {

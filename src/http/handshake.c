@@ -50,63 +50,144 @@ static int reject(struct kite_ws_upgrade *up, int status, const char *reason)
     return KITE_ERR_HANDSHAKE;
 }
 
-static const struct kite_http_header *only_one(const struct kite_http_request *req,
-                                               const char *name, size_t *count)
+/* The request headers the server check looks at. */
+enum {
+    HF_HOST,
+    HF_TRANSFER_ENCODING,
+    HF_CONTENT_LENGTH,
+    HF_UPGRADE,
+    HF_CONNECTION,
+    HF_VERSION,
+    HF_KEY,
+    HF_ORIGIN,
+    HF_PROTOCOL,
+    HF_EXTENSIONS,
+    HF_COUNT,
+    HF_OTHER = HF_COUNT,
+};
+
+/* What one pass over the headers found: how many lines of each, and the first. */
+struct seen {
+    size_t count[HF_COUNT];
+    const struct kite_http_header *first[HF_COUNT];
+    bool body; /* a Content-Length other than 0 */
+};
+
+/* Which of the fields above `h` is (ASCII case-insensitive, RFC 9110 §5.1): the length
+ * picks the candidate, so each line costs at most two name comparisons. */
+static int classify(const struct kite_http_header *h)
 {
-    *count = kite__http_header_count(req->headers, req->num_headers, name);
-    return kite__http_header_next(req->headers, req->num_headers, name, NULL);
+#define IS(lit) kite__ieq(h->name, h->name_len, lit, sizeof(lit) - 1)
+    switch (h->name_len) {
+    case 4:
+        return IS("Host") ? HF_HOST : HF_OTHER;
+    case 6:
+        return IS("Origin") ? HF_ORIGIN : HF_OTHER;
+    case 7:
+        return IS("Upgrade") ? HF_UPGRADE : HF_OTHER;
+    case 10:
+        return IS("Connection") ? HF_CONNECTION : HF_OTHER;
+    case 14:
+        return IS("Content-Length") ? HF_CONTENT_LENGTH : HF_OTHER;
+    case 17:
+        return IS("Sec-WebSocket-Key")    ? HF_KEY
+               : IS("Transfer-Encoding") ? HF_TRANSFER_ENCODING
+                                         : HF_OTHER;
+    case 21:
+        return IS("Sec-WebSocket-Version") ? HF_VERSION : HF_OTHER;
+    case 22:
+        return IS("Sec-WebSocket-Protocol") ? HF_PROTOCOL : HF_OTHER;
+    case 24:
+        return IS("Sec-WebSocket-Extensions") ? HF_EXTENSIONS : HF_OTHER;
+    default:
+        return HF_OTHER;
+    }
+#undef IS
 }
 
-/* A body would put non-frame bytes after the head: refuse one. */
-static bool has_body(const struct kite_http_request *req)
+/* One pass over the headers; the checks below then look up nothing by name again. */
+static void gather(const struct kite_http_request *req, struct seen *s)
 {
-    size_t pos = 0;
-    const struct kite_http_header *h;
-    if (kite__http_header_next(req->headers, req->num_headers, "Transfer-Encoding", NULL))
-        return true;
-    while ((h = kite__http_header_next(req->headers, req->num_headers, "Content-Length", &pos)))
-        if (!kite__ieq(h->value, h->value_len, "0", 1))
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct kite_http_header *h = &req->headers[i];
+        int f = classify(h);
+        if (f == HF_OTHER)
+            continue;
+        if (s->count[f]++ == 0)
+            s->first[f] = h;
+        if (f == HF_CONTENT_LENGTH && !kite__ieq(h->value, h->value_len, "0", 1))
+            s->body = true;
+    }
+}
+
+/* Does field `f` list `token` (RFC 9110 §5.6.1)? A single line, the usual case, is
+ * split here; several go through the list iterator. */
+static bool lists_token(const struct kite_http_request *req, const struct seen *s, int f,
+                        const char *name, const char *token)
+{
+    if (s->count[f] == 0)
+        return false;
+    if (s->count[f] > 1)
+        return kite__http_has_token(req->headers, req->num_headers, name, token);
+    const struct kite_http_header *h = s->first[f];
+    size_t tlen = strlen(token), i = 0;
+    while (i <= h->value_len) {
+        const char *start = h->value + i;
+        const char *comma = memchr(start, ',', h->value_len - i);
+        size_t n = comma ? (size_t)(comma - start) : h->value_len - i;
+        size_t a = 0, b = n;
+        while (a < b && (start[a] == ' ' || start[a] == '\t'))
+            a++;
+        while (b > a && (start[b - 1] == ' ' || start[b - 1] == '\t'))
+            b--;
+        if (kite__ieq(start + a, b - a, token, tlen))
             return true;
+        i += n + 1;
+    }
     return false;
 }
 
 /* §4.2.1 items 1-3: request line, Host, no body. */
-static int check_http_parts(const struct kite_http_request *req, struct kite_ws_upgrade *up)
+static int check_http_parts(const struct kite_http_request *req, const struct seen *s,
+                            struct kite_ws_upgrade *up)
 {
-    size_t n;
     /* §4.1 item 2 / §4.2.1 item 1: "an HTTP/1.1 or higher GET request". */
     if (req->method.len != 3 || memcmp(req->method.ptr, "GET", 3) != 0)
         return reject(up, 405, "method must be GET");
     if (req->version_minor < 1)
         return reject(up, 400, "HTTP/1.1 or later required");
     /* §4.2.1 item 2 and RFC 9112 §3.2: exactly one Host. */
-    const struct kite_http_header *h = only_one(req, "Host", &n);
+    size_t n = s->count[HF_HOST];
+    const struct kite_http_header *h = s->first[HF_HOST];
     if (n != 1 || h->value_len == 0)
         return reject(up, 400, n > 1 ? "more than one Host" : "missing Host");
     up->host.ptr = h->value;
     up->host.len = h->value_len;
-    if (has_body(req))
+    /* A body would put non-frame bytes after the head: refuse one. */
+    if (s->count[HF_TRANSFER_ENCODING] || s->body)
         return reject(up, 400, "upgrade request must not have a body");
     return KITE_OK;
 }
 
 /* §4.2.1 items 3-6: Upgrade, Connection, key and version. */
-static int check_ws_parts(const struct kite_http_request *req, struct kite_ws_upgrade *up)
+static int check_ws_parts(const struct kite_http_request *req, const struct seen *s,
+                          struct kite_ws_upgrade *up)
 {
-    size_t n;
     /* §4.2.1 item 3; a plain request to a WebSocket resource is told the upgrade is
      * required (RFC 9110 §15.5.22). */
-    if (!kite__http_has_token(req->headers, req->num_headers, "Upgrade", "websocket"))
+    if (!lists_token(req, s, HF_UPGRADE, "Upgrade", "websocket"))
         return reject(up, 426, "Upgrade: websocket required");
     /* §4.2.1 item 4. */
-    if (!kite__http_has_token(req->headers, req->num_headers, "Connection", "upgrade"))
+    if (!lists_token(req, s, HF_CONNECTION, "Connection", "upgrade"))
         return reject(up, 400, "Connection: upgrade required");
     /* §4.2.1 item 6 and §4.4: only version 13; say so with a 426. */
-    const struct kite_http_header *h = only_one(req, "Sec-WebSocket-Version", &n);
-    if (n != 1 || !kite__ieq(h->value, h->value_len, "13", 2))
+    const struct kite_http_header *h = s->first[HF_VERSION];
+    if (s->count[HF_VERSION] != 1 || !kite__ieq(h->value, h->value_len, "13", 2))
         return reject(up, 426, "Sec-WebSocket-Version 13 required");
     /* §4.2.1 item 5: the key is base64 of 16 bytes. */
-    h = only_one(req, "Sec-WebSocket-Key", &n);
+    size_t n = s->count[HF_KEY];
+    h = s->first[HF_KEY];
     if (n != 1)
         return reject(up, 400, n ? "more than one Sec-WebSocket-Key" : "missing Sec-WebSocket-Key");
     uint8_t raw[18];
@@ -119,42 +200,47 @@ static int check_ws_parts(const struct kite_http_request *req, struct kite_ws_up
 }
 
 /* §4.2.1 items 7-9: Origin, subprotocols and extensions must at least be well-formed. */
-static int check_optional_parts(const struct kite_http_request *req, struct kite_ws_upgrade *up)
+static int check_optional_parts(const struct kite_http_request *req, const struct seen *s,
+                                struct kite_ws_upgrade *up)
 {
-    size_t n;
-    const struct kite_http_header *h = only_one(req, "Origin", &n);
-    if (n > 1)
+    if (s->count[HF_ORIGIN] > 1)
         return reject(up, 400, "more than one Origin");
-    if (h) {
-        up->origin.ptr = h->value;
-        up->origin.len = h->value_len;
+    if (s->count[HF_ORIGIN]) {
+        up->origin.ptr = s->first[HF_ORIGIN]->value;
+        up->origin.len = s->first[HF_ORIGIN]->value_len;
     }
-    struct kite_http_list_iter it;
-    struct kite_view proto;
     int rc;
-    kite__http_list_init(&it, req->headers, req->num_headers, "Sec-WebSocket-Protocol");
-    while ((rc = kite__ws_protocol_next(&it, &proto)) == 1)
-        up->num_protocols++;
-    if (rc < 0)
-        return reject(up, 400, "invalid Sec-WebSocket-Protocol");
-    struct kite_ws_ext_iter ei;
-    struct kite_ws_ext ext;
-    kite__ws_ext_iter_headers(&ei, req->headers, req->num_headers);
-    while ((rc = kite__ws_ext_next(&ei, &ext)) == 1)
-        up->num_extensions++;
-    if (rc < 0)
-        return reject(up, 400, "invalid Sec-WebSocket-Extensions");
+    if (s->count[HF_PROTOCOL]) {
+        struct kite_http_list_iter it;
+        struct kite_view proto;
+        kite__http_list_init(&it, req->headers, req->num_headers, "Sec-WebSocket-Protocol");
+        while ((rc = kite__ws_protocol_next(&it, &proto)) == 1)
+            up->num_protocols++;
+        if (rc < 0)
+            return reject(up, 400, "invalid Sec-WebSocket-Protocol");
+    }
+    if (s->count[HF_EXTENSIONS]) {
+        struct kite_ws_ext_iter ei;
+        struct kite_ws_ext ext;
+        kite__ws_ext_iter_headers(&ei, req->headers, req->num_headers);
+        while ((rc = kite__ws_ext_next(&ei, &ext)) == 1)
+            up->num_extensions++;
+        if (rc < 0)
+            return reject(up, 400, "invalid Sec-WebSocket-Extensions");
+    }
     return KITE_OK;
 }
 
 int kite__ws_server_check(const struct kite_http_request *req, struct kite_ws_upgrade *up)
 {
+    struct seen s;
     memset(up, 0, sizeof(*up));
-    int rc = check_http_parts(req, up);
+    gather(req, &s);
+    int rc = check_http_parts(req, &s, up);
     if (rc == KITE_OK)
-        rc = check_ws_parts(req, up);
+        rc = check_ws_parts(req, &s, up);
     if (rc == KITE_OK)
-        rc = check_optional_parts(req, up);
+        rc = check_optional_parts(req, &s, up);
     return rc;
 }
 

@@ -162,6 +162,14 @@ bool kite__http_has_token(const struct kite_http_header *headers, size_t n, cons
 
 /* RFC 9110 §5.6.2 tchar / token tests. */
 bool kite__http_is_tchar(unsigned char c);
+/* The same test inline, for the parser's inner loop: tchar as a bitmap of the 128
+ * ASCII codes (bit c of the pair), so the test is one shift. test_http_parse checks
+ * kite__http_is_tchar against the list of RFC 9110 §5.6.2. */
+static inline bool kite__http_tchar(unsigned char c)
+{
+    static const uint64_t bits[2] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull};
+    return c < 128 && (bits[c >> 6] >> (c & 63)) & 1;
+}
 bool kite__http_is_token(const char *s, size_t len);
 
 /*

@@ -8,14 +8,10 @@
 #include "http/http.h"
 
 /* tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`"
- *       / "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2)
- * as a bitmap of the 128 ASCII codes (bit c of the pair), so the test is one shift;
- * test_http_parse checks it against the list above. */
-static const uint64_t tchar_bits[2] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull};
-
+ *       / "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2); the bitmap is in http.h. */
 bool kite__http_is_tchar(unsigned char c)
 {
-    return c < 128 && (tchar_bits[c >> 6] >> (c & 63)) & 1;
+    return kite__http_tchar(c);
 }
 
 bool kite__http_is_token(const char *s, size_t len)

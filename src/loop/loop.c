@@ -48,10 +48,11 @@ void kite__io_init(struct kite__io *io, int fd, kite__io_cb *cb)
     io->cb = cb;
     io->fd = fd;
     io->events = 0;
+    io->slot = -1;
     io->active = false;
 }
 
-int kite__io_start(struct kite_loop *loop, struct kite__io *io, uint32_t events)
+int kite__io_update(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
     int rc;
     if (io->active) {
@@ -68,14 +69,17 @@ int kite__io_start(struct kite_loop *loop, struct kite__io *io, uint32_t events)
     return KITE_OK;
 }
 
-/* Forget events of this wait that belong to `io`: after kite__io_stop its owner may
- * already be gone. Only entries after the one being dispatched can still run. */
+/* Forget the event of this wait that belongs to `io`, if one is still to be
+ * dispatched: after kite__io_stop its owner may already be gone. dispatch() noted
+ * where each watcher's event sits (an fd is reported at most once per wait), so this
+ * is one look, not a scan: with a thousand events per wait, a scan per stop made
+ * closing connections quadratic. A stale slot fails the pointer test. */
 static void drop_collected(struct kite_loop *loop, const struct kite__io *io)
 {
     kite__poll_event *ev = loop->events;
-    for (int i = loop->ievent + 1; i < loop->nevents; i++)
-        if (kite__pev_ptr(&ev[i]) == io)
-            kite__pev_clear(&ev[i]);
+    int i = io->slot;
+    if (i > loop->ievent && i < loop->nevents && kite__pev_ptr(&ev[i]) == io)
+        kite__pev_clear(&ev[i]);
 }
 
 void kite__io_stop(struct kite_loop *loop, struct kite__io *io)
@@ -89,9 +93,36 @@ void kite__io_stop(struct kite_loop *loop, struct kite__io *io)
     drop_collected(loop, io);
 }
 
+void kite__io_close(struct kite_loop *loop, struct kite__io *io)
+{
+    if (!io->active)
+        return;
+    io->active = false;
+    io->events = 0;
+    drop_collected(loop, io);
+}
+
+int kite__io_transfer(struct kite_loop *loop, struct kite__io *from, struct kite__io *to,
+                      uint32_t events)
+{
+    if (!from->active || to->active || from->fd != to->fd)
+        return KITE_ERR_INVALID;
+    int rc = kite__poll_ctl(loop->pfd, KITE__POLL_MOD, to->fd, events, to);
+    if (rc < 0)
+        return rc;
+    from->active = false;
+    from->events = 0;
+    drop_collected(loop, from);
+    to->events = events;
+    to->active = true;
+    return KITE_OK;
+}
+
 static void dispatch(struct kite_loop *loop, int n)
 {
     kite__poll_event *ev = loop->events;
+    for (int i = 0; i < n; i++)
+        ((struct kite__io *)kite__pev_ptr(&ev[i]))->slot = i;
     loop->nevents = n;
     for (loop->ievent = 0; loop->ievent < loop->nevents; loop->ievent++) {
         struct kite__io *io = kite__pev_ptr(&ev[loop->ievent]);
@@ -144,10 +175,8 @@ void kite__pending_init(struct kite__pending *p, kite__pending_cb *cb)
     p->cb = cb;
 }
 
-void kite__pending_add(struct kite_loop *loop, struct kite__pending *p)
+void kite__pending_link(struct kite_loop *loop, struct kite__pending *p)
 {
-    if (p->pprev)
-        return;
     p->next = loop->pending;
     if (p->next)
         p->next->pprev = &p->next;
@@ -416,14 +445,34 @@ void kite_loop_free(struct kite_loop *loop)
 
 /* ---- running -------------------------------------------------------------------- */
 
+/* How long the next wait may block: until the first timer, the caller's cap, or the
+ * moment the thread's cache of large buffers (util/bufcache.c) has something to free,
+ * so an idle process gives that memory back. */
 static int poll_timeout(const struct kite_loop *loop, int cap, bool for_run)
 {
     if (loop->defer_head || loop->pending || (for_run && atomic_load(&loop->stop)))
         return 0;
-    int t = kite__timers_timeout(loop);
+    int t = loop->ntimers ? kite__timers_timeout(loop) : -1;
     if (cap >= 0 && (t < 0 || cap < t))
         t = cap;
+    uint64_t due = kite__buf_cache_trim(loop->now);
+    if (due != UINT64_MAX) {
+        uint64_t ms = due > loop->now ? due - loop->now : 0;
+        if (t < 0 || ms < (uint64_t)t)
+            t = (int)KITE_MIN(ms, (uint64_t)INT_MAX);
+    }
     return t;
+}
+
+/* The timers, unless none is armed: then only the tick catches up with the clock (what
+ * kite__timers_run would do), without a call. A busy server with no timers armed wakes
+ * up once per message or so, and this runs every time. */
+static inline void run_timers(struct kite_loop *loop)
+{
+    if (loop->ntimers)
+        kite__timers_run(loop);
+    else
+        loop->tick = KITE_MAX(loop->tick, loop->now >> KITE__TIMER_TICK_SHIFT);
 }
 
 static int iterate(struct kite_loop *loop, int cap, bool for_run)
@@ -431,15 +480,18 @@ static int iterate(struct kite_loop *loop, int cap, bool for_run)
     const struct kite_loop *prev = current_loop;
     current_loop = loop;
     loop->depth++;
-    before_sleep(loop);
-    run_deferred(loop);
+    if (loop->hooks || loop->pending)
+        before_sleep(loop);
+    if (loop->defer_head)
+        run_deferred(loop);
     int n = kite__poll_wait(loop->pfd, loop->events, KITE__LOOP_MAX_EVENTS,
                             poll_timeout(loop, cap, for_run));
     kite__loop_update_time(loop);
     if (n > 0)
         dispatch(loop, n);
-    kite__timers_run(loop);
-    run_deferred(loop);
+    run_timers(loop);
+    if (loop->defer_head)
+        run_deferred(loop);
     loop->depth--;
     current_loop = prev;
     return n < 0 ? n : KITE_OK;

@@ -98,6 +98,7 @@ struct kite__io {
     kite__io_cb *cb; /* called with the ready events */
     int fd;          /* the watched fd; owned by the watcher's owner, not by the loop */
     uint32_t events; /* current interest (KITE__IO_READ|WRITE|EDGE) */
+    int slot;        /* loop-private: index of its event in the wait being dispatched */
     bool active;     /* registered with epoll */
 };
 
@@ -107,12 +108,36 @@ void kite__io_init(struct kite__io *io, int fd, kite__io_cb *cb);
  * Register the watcher, or change its interest to `events` (KITE__IO_READ, _WRITE,
  * _EDGE; 0 keeps it registered for errors only). No syscall when already registered
  * with the same interest. Returns KITE_OK or the -errno of epoll_ctl (the watcher's
- * state is then unchanged).
+ * state is then unchanged). The no-change test is inline; kite__io_update does the rest.
  */
-int kite__io_start(struct kite_loop *loop, struct kite__io *io, uint32_t events);
+int kite__io_update(struct kite_loop *loop, struct kite__io *io, uint32_t events);
+static inline int kite__io_start(struct kite_loop *loop, struct kite__io *io, uint32_t events)
+{
+    if (io->active && io->events == events)
+        return KITE_OK; /* the usual case, on every dispatch: nothing to tell epoll */
+    return kite__io_update(loop, io, events);
+}
 /* Unregister (idempotent). Events already collected for this iteration are dropped, so
  * the callback is not called again and the owner may free the struct at once. */
 void kite__io_stop(struct kite_loop *loop, struct kite__io *io);
+/*
+ * kite__io_stop() for an fd that is closed right after, before the loop waits again:
+ * no epoll_ctl, since closing the fd removes it from epoll. Only for fds that have no
+ * duplicate (kite's sockets are opened with SOCK_CLOEXEC and never dup'ed): a duplicate
+ * would keep the registration alive, pointing at freed memory. Saves one system call
+ * per connection.
+ */
+void kite__io_close(struct kite_loop *loop, struct kite__io *io);
+/*
+ * Hand the registration of `from` (active) over to `to`, a watcher of the same fd that
+ * is not registered, with interest `events`: one EPOLL_CTL_MOD instead of a DEL and an
+ * ADD, e.g. when an HTTP connection becomes a WebSocket session. Afterwards `from` is
+ * inactive (its events collected in this iteration are dropped, so its owner may be
+ * freed) and `to` active. Returns KITE_OK, KITE_ERR_INVALID (from not active, to
+ * active, or another fd), or the -errno of epoll_ctl (nothing changed then).
+ */
+int kite__io_transfer(struct kite_loop *loop, struct kite__io *from, struct kite__io *to,
+                      uint32_t events);
 static inline bool kite__io_active(const struct kite__io *io)
 {
     return io->active;
@@ -145,7 +170,12 @@ void kite__timer_start(struct kite_loop *loop, struct kite__timer *t, uint64_t d
  * deadline in the past fires on the next tick. */
 void kite__timer_start_at(struct kite_loop *loop, struct kite__timer *t, uint64_t deadline_ms);
 /* Cancel (idempotent). Safe inside any timer callback, this timer's own included. */
-void kite__timer_stop(struct kite_loop *loop, struct kite__timer *t);
+void kite__timer_unlink(struct kite_loop *loop, struct kite__timer *t); /* active t only */
+static inline void kite__timer_stop(struct kite_loop *loop, struct kite__timer *t)
+{
+    if (t->pprev)
+        kite__timer_unlink(loop, t);
+}
 static inline bool kite__timer_active(const struct kite__timer *t)
 {
     return t->pprev != NULL;
@@ -164,7 +194,12 @@ struct kite__pending {
 
 void kite__pending_init(struct kite__pending *p, kite__pending_cb *cb);
 /* Queue `p` to run once before the loop next sleeps. O(1); no-op if already queued. */
-void kite__pending_add(struct kite_loop *loop, struct kite__pending *p);
+void kite__pending_link(struct kite_loop *loop, struct kite__pending *p); /* unqueued p only */
+static inline void kite__pending_add(struct kite_loop *loop, struct kite__pending *p)
+{
+    if (!p->pprev)
+        kite__pending_link(loop, p);
+}
 /* Unqueue (idempotent). O(1). */
 void kite__pending_remove(struct kite_loop *loop, struct kite__pending *p);
 static inline bool kite__pending_queued(const struct kite__pending *p)

@@ -75,10 +75,9 @@ void kite__timer_start(struct kite_loop *loop, struct kite__timer *t, uint64_t d
     kite__timer_start_at(loop, t, deadline);
 }
 
-void kite__timer_stop(struct kite_loop *loop, struct kite__timer *t)
+void kite__timer_unlink(struct kite_loop *loop, struct kite__timer *t)
 {
-    if (t->pprev)
-        unlink_timer(loop, t);
+    unlink_timer(loop, t);
 }
 
 /*

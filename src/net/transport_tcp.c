@@ -21,15 +21,23 @@ static ssize_t tcp_read(struct kite__transport *t, void *buf, size_t len)
 }
 
 /* sendmsg rather than writev: MSG_NOSIGNAL keeps a write to a reset connection from
- * raising SIGPIPE, without touching the process's signal dispositions. */
-static ssize_t tcp_writev(struct kite__transport *t, const struct iovec *iov, int iovcnt)
+ * raising SIGPIPE, without touching the process's signal dispositions. One buffer (the
+ * usual case: a session's queued output) goes through send(), which the kernel serves
+ * without building an iovec iterator from user memory. */
+static ssize_t tcp_sendmsg(int fd, const struct iovec *iov, int iovcnt)
 {
     struct msghdr m;
     memset(&m, 0, sizeof m);
     m.msg_iov = (struct iovec *)iov;
     m.msg_iovlen = (size_t)(iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+    return sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+static ssize_t tcp_writev(struct kite__transport *t, const struct iovec *iov, int iovcnt)
+{
     for (;;) {
-        ssize_t n = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+        ssize_t n = iovcnt == 1 ? send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                                : tcp_sendmsg(t->fd, iov, iovcnt);
         if (n >= 0)
             return n;
         if (errno == EINTR)

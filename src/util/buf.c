@@ -1,7 +1,10 @@
 /* A growable byte buffer with a consumed prefix, used for queued output and partial input. */
 #include "util/util.h"
 
-uint8_t *kite__buf_reserve(struct kite_buf *b, const struct kite_allocator *a, size_t n)
+/* Reservations from this size up that more than double a buffer are not rounded up. */
+#define EXACT_MIN ((size_t)64 << 10)
+
+uint8_t *kite__buf_grow(struct kite_buf *b, const struct kite_allocator *a, size_t n)
 {
     if (b->cap - b->off - b->len >= n)
         return b->data + b->off + b->len;
@@ -14,14 +17,25 @@ uint8_t *kite__buf_reserve(struct kite_buf *b, const struct kite_allocator *a, s
     size_t need = b->len + n;
     if (need < n)
         return NULL; /* overflow */
+    /* Double (appends stay amortised O(1)); but a large reservation that more than
+     * doubles the buffer gets exactly what it asks: a 1 MiB message reserved at once
+     * gets 1 MiB, not 2. */
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2)
-            return NULL;
-        cap *= 2;
+    if (need >= EXACT_MIN && need / 2 > cap) {
+        cap = need;
+    } else {
+        while (cap < need) {
+            if (cap > SIZE_MAX / 2)
+                return NULL;
+            cap *= 2;
+        }
     }
     uint8_t *p;
-    if (b->off == 0) {
+    size_t got;
+    if (!a && !b->data && cap >= KITE__BUF_CACHE_MIN &&
+        (p = kite__buf_cache_take(cap, &got)) != NULL) {
+        cap = got; /* a fresh buffer: take a cached block (no copy, pages warm) */
+    } else if (b->off == 0) {
         p = kite__realloc(a, b->data, cap);
         if (!p)
             return NULL;
@@ -50,19 +64,9 @@ int kite__buf_append(struct kite_buf *b, const struct kite_allocator *a, const v
     return KITE_OK;
 }
 
-void kite__buf_consume(struct kite_buf *b, size_t n)
-{
-    if (n >= b->len) {
-        b->off = 0;
-        b->len = 0;
-        return;
-    }
-    b->off += n;
-    b->len -= n;
-}
-
 void kite__buf_free(struct kite_buf *b, const struct kite_allocator *a)
 {
-    kite__free(a, b->data);
+    if (a || !b->data || !kite__buf_cache_put(b->data, b->cap))
+        kite__free(a, b->data);
     memset(b, 0, sizeof(*b));
 }

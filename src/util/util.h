@@ -42,14 +42,52 @@ struct kite_buf {
     size_t cap;
 };
 
-/* Make room for `n` more bytes at the end; returns a pointer to them or NULL (NOMEM). */
-uint8_t *kite__buf_reserve(struct kite_buf *b, const struct kite_allocator *a, size_t n);
+/* The slow path of kite__buf_reserve: slide or grow. */
+uint8_t *kite__buf_grow(struct kite_buf *b, const struct kite_allocator *a, size_t n);
+/* Make room for `n` more bytes at the end; returns a pointer to them or NULL (NOMEM).
+ * Inline: when the room is there already (the usual case) it is a compare. */
+static inline uint8_t *kite__buf_reserve(struct kite_buf *b, const struct kite_allocator *a,
+                                         size_t n)
+{
+    if (b->cap - b->off - b->len >= n)
+        return b->data + b->off + b->len;
+    return kite__buf_grow(b, a, n);
+}
 /* Append `n` bytes. KITE_OK or KITE_ERR_NOMEM. */
 int kite__buf_append(struct kite_buf *b, const struct kite_allocator *a, const void *p, size_t n);
 /* Drop `n` bytes from the front. Resets off to 0 when it empties. */
-void kite__buf_consume(struct kite_buf *b, size_t n);
-/* Release the memory. */
+static inline void kite__buf_consume(struct kite_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->off = 0;
+        b->len = 0;
+        return;
+    }
+    b->off += n;
+    b->len -= n;
+}
+/* Release the memory. A large block of the libc allocator goes to the thread's cache
+ * (below) rather than straight back to malloc. */
 void kite__buf_free(struct kite_buf *b, const struct kite_allocator *a);
+
+/*
+ * The per-thread cache of large freed buffers (bufcache.c), for the libc allocator only
+ * (a NULL kite_allocator): blocks of at least KITE__BUF_CACHE_MIN bytes, a few MiB in
+ * all, reused by the next large buffer instead of being unmapped and faulted in again.
+ */
+#define KITE__BUF_CACHE_MIN ((size_t)64 << 10)
+#define KITE__BUF_CACHE_MS 1000u /* a block unused this long is freed by trim */
+/* Keep malloc'ed block p of cap bytes; false when it does not fit (free it yourself). */
+bool kite__buf_cache_put(void *p, size_t cap);
+/* The smallest cached block of at least `need` bytes and at most four times that (its
+ * size in *cap), or NULL. */
+void *kite__buf_cache_take(size_t need, size_t *cap);
+/* Free the blocks unused for KITE__BUF_CACHE_MS; `now_ms` is any monotonic clock.
+ * Returns when the next block would be due (UINT64_MAX when none is cached): call again
+ * by then. The event loop does this. */
+uint64_t kite__buf_cache_trim(uint64_t now_ms);
+/* Bytes cached by the calling thread (for tests). */
+size_t kite__buf_cache_bytes(void);
 static inline uint8_t *kite__buf_head(const struct kite_buf *b)
 {
     return b->data + b->off;
@@ -71,7 +109,13 @@ int kite__random(void *out, size_t n);
  * time, so masking a frame costs no syscall. KITE_OK or KITE_ERR_CRYPTO. */
 int kite__random_mask(uint8_t key[4]);
 
-/* ASCII case-insensitive compare of two byte ranges. */
-bool kite__ieq(const char *a, size_t alen, const char *b, size_t blen);
+/* kite__ieq for two ranges of the same length n. */
+bool kite__ieq_n(const char *a, const char *b, size_t n);
+/* ASCII case-insensitive compare of two byte ranges. Inline: header lookups mostly
+ * meet names of another length, and that answer costs one compare. */
+static inline bool kite__ieq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && kite__ieq_n(a, b, alen);
+}
 
 #endif
