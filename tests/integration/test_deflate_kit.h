@@ -359,7 +359,7 @@ struct dz_msg {
     bool z;        /* it was compressed (RSV1 on its first frame) */
     size_t wire;   /* payload bytes on the wire */
     size_t frames; /* frames it came in */
-    uint8_t *data; /* malloc'd, inflated */
+    uint8_t *data; /* malloc'd, inflated, NUL-terminated (not counted in len) */
     size_t len;
 };
 
@@ -425,6 +425,9 @@ static inline int dz_next(struct dz *d, struct dz_msg *m, unsigned timeout_ms)
             break;
     }
     if (!m->z) {
+        /* Callers parse replies as strings ("cmd:pmdmem"): terminate them, or strtoull
+         * reads on into whatever the heap left after the payload. */
+        raw[rlen] = 0;
         m->data = raw;
         m->len = rlen;
         return 1;
@@ -435,8 +438,10 @@ static inline int dz_next(struct dz *d, struct dz_msg *m, unsigned timeout_ms)
     m->data = NULL;
     m->len = 0;
     dz_inflate_into(d, raw, rlen + 4, &m->data, &m->len, &cap);
-    if (!m->data)
-        m->data = malloc(1);
+    /* inflate may have filled the buffer to the last byte: make room for the NUL */
+    m->data = realloc(m->data, m->len + 1);
+    ASSERT(m->data != NULL);
+    m->data[m->len] = 0;
     if (d->snct)
         inflateReset(&d->inf);
     free(raw);
