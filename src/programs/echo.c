@@ -42,8 +42,10 @@ static void on_open(struct kite_session *s, const struct kite_request *req, void
 static void on_message(struct kite_session *s, const struct kite_msg *m, void *ud)
 {
     (void)ud;
-    prog_log(PROG_VERBOSE, "#%lu %s %zu bytes", prog_session_id(s),
-             m->type == KITE_OP_TEXT ? "text" : "binary", m->len);
+    /* Tested here: the call would cost its argument set-up on every message. */
+    if (prog_verbosity >= PROG_VERBOSE)
+        prog_log(PROG_VERBOSE, "#%lu %s %zu bytes", prog_session_id(s),
+                 m->type == KITE_OP_TEXT ? "text" : "binary", m->len);
     int rc = kite_session_send(s, m->type, m->data, m->len, NULL);
     if (rc == KITE_SEND_QUEUED)
         kite__session_pause(s); /* resumed by on_drain */

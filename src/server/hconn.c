@@ -122,7 +122,10 @@ static void hc_destroy(struct kite__hconn *hc)
         return;
     struct kite_app *app = hc->app;
     hc->flags |= H_DEAD;
-    kite__io_stop(app->loop, &hc->io);
+    if (hc->flags & H_UPGRADED)
+        kite__io_stop(app->loop, &hc->io); /* a no-op after the transfer */
+    else
+        kite__io_close(app->loop, &hc->io); /* the fd is closed just below */
     kite__timer_stop(app->loop, &hc->timer);
     kite__pending_remove(app->loop, &hc->flush);
     if (!(hc->flags & H_UPGRADED))
@@ -410,8 +413,11 @@ static void become_session(struct kite__hconn *hc, struct kite_route *route,
         return;
     }
     kreq->subprotocol = kite_session_subprotocol(s);
-    /* The hconn steps aside: its count passes to the session. */
-    kite__io_stop(app->loop, &hc->io);
+    /* The hconn steps aside: its count and its fd's registration pass to the session
+     * (one EPOLL_CTL_MOD instead of a DEL here and an ADD in kite__session_start, which
+     * then finds its watcher registered for reading). */
+    if (kite__io_transfer(app->loop, &hc->io, &s->io, KITE__IO_READ) < 0)
+        kite__io_stop(app->loop, &hc->io); /* the session registers it afresh */
     hc->flags |= H_UPGRADED;
     hc->tp.fd = -1;
     hc_destroy(hc);

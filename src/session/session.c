@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "codec/conn_internal.h" /* the inline codec getters */
 #include "kite/kite.h" /* kite_session_extension, kite_session_is_tls */
 #include "net/sockutil.h"
 #include "net/tls.h"
@@ -20,6 +21,7 @@ enum {
     S_TP_DONE = 1u << 9,      /* EOF or transport error seen: no more I/O */
     S_LOCAL_ABORT = 1u << 10, /* terminate(): report the close as ours */
     S_IO_PARKED = 1u << 11,   /* paused with a hang-up pending: watcher stopped */
+    S_TIMER_STALE = 1u << 12, /* timer_key says nothing: update_timer must look */
 };
 
 static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
@@ -59,6 +61,23 @@ static struct kite__session_ext *ext_get(struct kite_session *s)
 
 /* ---- creation and teardown -------------------------------------------------------- */
 
+/*
+ * A session and its codec are one heap block (kite_codec_new_in): the codec first, at
+ * the block's start (malloc's alignment, which it needs), then the session. In this
+ * order the block has no padding between the two, which keeps an idle connection one
+ * malloc size class smaller than with the session first.
+ */
+static size_t codec_room(void)
+{
+    size_t a = _Alignof(struct kite_session);
+    return (kite_codec_size() + a - 1) & ~(a - 1);
+}
+
+static void *block_of(struct kite_session *s)
+{
+    return (char *)s - codec_room();
+}
+
 int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cfg,
                       const struct kite__transport *tp, struct kite_session **out)
 {
@@ -70,9 +89,11 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
                           struct kite_session **out)
 {
     *out = NULL;
-    struct kite_session *s = kite__calloc(cfg->alloc, sizeof(*s));
-    if (!s)
+    size_t room = codec_room();
+    char *block = kite__calloc(cfg->alloc, room + sizeof(struct kite_session));
+    if (!block)
         return KITE_ERR_NOMEM;
+    struct kite_session *s = (struct kite_session *)(void *)(block + room);
     struct kite_codec_config cc;
     kite_codec_config_init(&cc);
     cc.role = (enum kite_role)cfg->role;
@@ -80,9 +101,9 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     cc.options = *cfg->ws;
     cc.allocator = cfg->alloc;
     cc.extensions = ext;
-    s->codec = kite_codec_new(&cc, &codec_cb, s, kite__loop_now(loop));
+    s->codec = kite_codec_new_in(block, &cc, &codec_cb, s, kite__loop_now(loop));
     if (!s->codec) {
-        kite__free(cfg->alloc, s);
+        kite__free(cfg->alloc, block);
         return cfg->ws->timeout_ms == 0 ? KITE_ERR_INVALID : KITE_ERR_NOMEM;
     }
     s->tp = *tp;
@@ -93,6 +114,7 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     kite__io_init(&s->io, tp->fd, io_cb);
     kite__pending_init(&s->flush, flush_cb);
     kite__timer_init(&s->u.timer, timer_cb);
+    s->flags = S_TIMER_STALE;
     *out = s;
     return KITE_OK;
 }
@@ -113,9 +135,10 @@ void kite__session_discard(struct kite_session *s)
 {
     if (!s)
         return;
-    kite_codec_free(s->codec);
+    const struct kite_allocator *a = alloc_of(s);
+    kite_codec_free(s->codec); /* what it holds; its memory is the block's */
     ext_free(s);
-    kite__free(alloc_of(s), s);
+    kite__free(a, block_of(s));
 }
 
 /* What is left of a closed session that kite_session_ref() keeps: flags say S_DEAD,
@@ -123,7 +146,7 @@ void kite__session_discard(struct kite_session *s)
  * with (the route that had it may be gone by then). */
 static void shell_free(struct kite_session *s)
 {
-    kite__free(s->u.shell_alloc, s);
+    kite__free(s->u.shell_alloc, block_of(s));
 }
 
 /* The deferred free: release everything but the struct itself while references remain
@@ -154,7 +177,8 @@ static void destroy(struct kite_session *s)
     if (s->flags & S_DEAD)
         return;
     s->flags |= S_DEAD;
-    kite__io_stop(s->loop, &s->io);
+    /* The fd is closed just below, which takes it out of epoll: no EPOLL_CTL_DEL. */
+    kite__io_close(s->loop, &s->io);
     kite__timer_stop(s->loop, &s->u.timer);
     kite__pending_remove(s->loop, &s->flush);
     kite__tp_close(&s->tp);
@@ -182,8 +206,7 @@ size_t kite__session_buffered(const struct kite_session *s)
 {
     if (!s->codec)
         return 0; /* a closed session kept by a reference */
-    const uint8_t *p;
-    size_t n = kite_codec_pending(s->codec, &p);
+    size_t n = kite__codec_pending_len(s->codec);
     if (s->ext)
         n += s->ext->pre.len;
     return n;
@@ -195,12 +218,9 @@ static void want_flush(struct kite_session *s)
         kite__pending_add(s->loop, &s->flush);
 }
 
-static void get_limits(const struct kite_session *s, struct kite_send_limits *l)
+static const struct kite_send_limits *limits_of(const struct kite_session *s)
 {
-    if (s->ext && s->ext->has_send)
-        *l = s->ext->send;
-    else
-        *l = *s->cfg->send;
+    return (s->ext && s->ext->has_send) ? &s->ext->send : s->cfg->send;
 }
 
 static void fire_flushed(struct kite_session *s)
@@ -224,9 +244,7 @@ static void after_write(struct kite_session *s)
         fire_flushed(s);
     if (!(s->flags & S_WANT_DRAIN) || (s->flags & (S_CLOSED | S_DEAD)))
         return;
-    struct kite_send_limits l;
-    get_limits(s, &l);
-    if (q >= l.high_water)
+    if (q >= limits_of(s)->high_water)
         return;
     s->flags &= (uint16_t)~S_WANT_DRAIN;
     if (s->cfg->cb.on_drain) {
@@ -250,10 +268,12 @@ static void write_out(struct kite_session *s)
     size_t pre = s->ext ? s->ext->pre.len : 0;
     if (pre)
         iov[cnt++] = (struct iovec){kite__buf_head(&s->ext->pre), pre};
-    const uint8_t *p;
-    size_t n = kite_codec_pending(s->codec, &p);
-    if (n)
+    size_t n = kite__codec_pending_len(s->codec);
+    if (n) {
+        const uint8_t *p;
+        kite_codec_pending(s->codec, &p);
         iov[cnt++] = (struct iovec){(void *)p, n};
+    }
     if (cnt == 0) {
         s->flags &= (uint16_t)~S_WRITE_WAIT;
         return;
@@ -306,7 +326,7 @@ static void input_done(struct kite_session *s)
  * lives in the stash (from_stash). Returns the bytes consumed. */
 static size_t feed(struct kite_session *s, uint8_t *in, size_t len, bool from_stash)
 {
-    if (len == 0 || kite_codec_is_closed(s->codec))
+    if (len == 0 || kite__codec_is_closed(s->codec))
         return len;
     if (s->flags & S_PAUSED) {
         /* Paused before this input came in: deliver none of it. */
@@ -321,7 +341,7 @@ static size_t feed(struct kite_session *s, uint8_t *in, size_t len, bool from_st
     if (r < 0)
         return len; /* out of memory: the codec failed the connection (1011) */
     size_t used = (size_t)r;
-    if (used < len && (s->flags & S_PAUSED) && !kite_codec_is_closed(s->codec) &&
+    if (used < len && (s->flags & S_PAUSED) && !kite__codec_is_closed(s->codec) &&
         !(s->flags & S_TERMINATE) && !from_stash)
         stash(s, in + used, len - used);
     input_done(s);
@@ -338,7 +358,7 @@ static void feed_stash(struct kite_session *s)
         if (used == 0 && !(s->flags & S_PAUSED))
             break;
         kite__buf_consume(&e->stash, used);
-        if (kite_codec_is_closed(s->codec))
+        if (kite__codec_is_closed(s->codec))
             e->stash.len = 0;
     }
     if (e->stash.len == 0)
@@ -347,8 +367,15 @@ static void feed_stash(struct kite_session *s)
 
 static void do_read(struct kite_session *s)
 {
-    size_t cap;
-    uint8_t *buf = kite__loop_rxbuf(s->loop, &cap);
+    size_t cap = 0;
+    uint8_t *buf = NULL;
+    /* Inside the payload of a large frame: read straight into the codec's message
+     * buffer, where it is taken without a copy. Between frames (every small message)
+     * the inline test spares the call. */
+    if (kite__frame_payload_left(&s->codec->p) > 0)
+        cap = kite_codec_recv_space(s->codec, &buf);
+    if (cap == 0)
+        buf = kite__loop_rxbuf(s->loop, &cap);
     ssize_t n = kite__tp_read(&s->tp, buf, cap);
     if (n == KITE_AGAIN)
         return;
@@ -407,6 +434,7 @@ static void timer_cb(struct kite_loop *loop, struct kite__timer *t)
         destroy(s); /* the peer never closed its side */
         return;
     }
+    s->flags |= S_TIMER_STALE; /* the loop disarmed it by firing it */
     s->depth++;
     kite_codec_tick(s->codec, kite__loop_now(loop));
     s->depth--;
@@ -440,7 +468,7 @@ static void start_linger(struct kite_session *s)
 static void do_terminate(struct kite_session *s)
 {
     s->flags &= (uint16_t)~S_TERMINATE;
-    if (!kite_codec_is_closed(s->codec)) {
+    if (!kite__codec_is_closed(s->codec)) {
         s->flags |= S_LOCAL_ABORT;
         s->depth++;
         kite_codec_transport_closed(s->codec, 0);
@@ -458,15 +486,36 @@ static void update_io(struct kite_session *s)
         return;
     if (s->flags & S_WRITE_WAIT)
         ev |= KITE__IO_WRITE;
-    int rc = kite__io_start(s->loop, &s->io, kite__tp_want_events(&s->tp, ev));
+    /* Plain TCP wants what it is asked for; TLS may need the other direction. */
+    if (s->tp.vt != &kite__tcp_vt)
+        ev = kite__tp_want_events(&s->tp, ev);
+    if (s->io.active && s->io.events == ev)
+        return; /* the usual case: nothing changed */
+    int rc = kite__io_update(s->loop, &s->io, ev);
     if (rc < 0)
         transport_ended(s, rc);
+}
+
+/*
+ * What kite_codec_next_timer() depends on, read inline: the codec's deadline and its
+ * state bits (deadlines are milliseconds, far below 2^48, so the two do not mix). The
+ * options, the third input, change only through kite_session_set_options(), which
+ * marks the key stale, as does the timer firing.
+ */
+static uint64_t timer_key(const struct kite_codec *c)
+{
+    return c->timer ^ ((uint64_t)c->flags << 48);
 }
 
 static void update_timer(struct kite_session *s)
 {
     if (s->flags & S_LINGER)
         return; /* the linger deadline is set once */
+    uint64_t key = timer_key(s->codec);
+    if (key == s->timer_key && !(s->flags & S_TIMER_STALE))
+        return; /* most dispatches: the codec's timer did not move */
+    s->timer_key = key;
+    s->flags &= (uint16_t)~S_TIMER_STALE;
     uint64_t next = kite_codec_next_timer(s->codec);
     if (next == UINT64_MAX)
         kite__timer_stop(s->loop, &s->u.timer);
@@ -484,7 +533,7 @@ static void finish(struct kite_session *s)
         do_terminate(s);
         return;
     }
-    bool closed = kite_codec_is_closed(s->codec);
+    bool closed = kite__codec_is_closed(s->codec);
     if (closed && (s->flags & S_TP_DONE)) {
         destroy(s);
         return;
@@ -578,6 +627,7 @@ int kite__session_set_subprotocol(struct kite_session *s, const char *p, size_t 
 int kite__session_start(struct kite_session *s, const struct kite_request *req, uint8_t *in,
                         size_t len)
 {
+    /* No system call when the owner handed its registration over (kite__io_transfer). */
     int rc = kite__io_start(s->loop, &s->io, KITE__IO_READ);
     if (rc < 0) {
         transport_ended(s, rc); /* never opened: no callbacks */
@@ -665,14 +715,13 @@ static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_
     size_t q = kite__session_buffered(s);
     if (buffered)
         *buffered = q;
-    if (gone(s) || !(s->flags & S_OPENED) || kite_codec_close_sent(s->codec))
+    if (gone(s) || !(s->flags & S_OPENED) || kite__codec_close_sent(s->codec))
         return KITE_SEND_CLOSED;
     bool control = (op & 0x8) != 0;
-    struct kite_send_limits l;
-    get_limits(s, &l);
+    const struct kite_send_limits *l = limits_of(s); /* fetched once per send */
     /* 14 bytes: the largest frame header (RFC 6455 §5.2). */
-    if (!control && (len > l.hard_limit || q + len + 14 > l.hard_limit)) {
-        if (l.policy == KITE_SEND_POLICY_DROP)
+    if (!control && (len > l->hard_limit || q + len + 14 > l->hard_limit)) {
+        if (l->policy == KITE_SEND_POLICY_DROP)
             return KITE_SEND_DROPPED;
         fail_limit(s);
         return KITE_SEND_CLOSED;
@@ -689,7 +738,7 @@ static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_
     want_flush(s);
     if (op == KITE_OP_CLOSE && s->depth == 0)
         finish(s); /* a raw close starts the codec's close timer */
-    if (!control && q >= l.high_water) {
+    if (!control && q >= l->high_water) {
         s->flags |= S_WANT_DRAIN;
         return KITE_SEND_QUEUED;
     }
@@ -783,7 +832,7 @@ size_t kite_session_buffered(const struct kite_session *s)
 
 void kite_session_send_limits(const struct kite_session *s, struct kite_send_limits *out)
 {
-    get_limits(s, out);
+    *out = *limits_of(s);
 }
 
 int kite_session_set_send_limits(struct kite_session *s, const struct kite_send_limits *l)
@@ -810,6 +859,7 @@ int kite_session_set_options(struct kite_session *s, const struct kite_ws_option
     if (gone(s))
         return KITE_ERR_CLOSED;
     int rc = kite_codec_set_options(s->codec, o, kite__loop_now(s->loop));
+    s->flags |= S_TIMER_STALE; /* the ping period is not in timer_key */
     if (rc == KITE_OK && s->depth == 0)
         finish(s);
     return rc;
@@ -841,8 +891,8 @@ const struct kite_close_info *kite_session_close_info(const struct kite_session 
 
 bool kite_session_is_open(const struct kite_session *s)
 {
-    return (s->flags & S_OPENED) && !gone(s) && !kite_codec_close_sent(s->codec) &&
-           !kite_codec_is_closed(s->codec);
+    return (s->flags & S_OPENED) && !gone(s) && !kite__codec_close_sent(s->codec) &&
+           !kite__codec_is_closed(s->codec);
 }
 
 struct kite_loop *kite_session_loop(const struct kite_session *s)

@@ -5,7 +5,8 @@
  * owner hands over a connected transport and a struct kite__session_cfg.
  *
  * Life of a session:
- *   kite__session_new()     allocate, make the codec (nothing registered yet)
+ *   kite__session_new()     allocate, make the codec in the same block (nothing
+ *                           registered yet)
  *   kite__session_start()   register the fd, call on_open, feed the bytes that came
  *                           with the handshake
  *   ... reads feed the codec; sends append to the codec's output; one before-sleep
@@ -92,6 +93,7 @@ struct kite_session {
     void *ud;                         /* user data for callbacks */
     struct kite__session_ext *ext;    /* NULL until needed */
     const struct kite_close_info *ci; /* during on_error/on_close: what they were given */
+    uint64_t timer_key;               /* the codec's timer state update_timer last saw */
     struct kite_session *prev, *next; /* the owner's list */
     uint16_t flags;                   /* S_* in session.c */
     uint16_t depth;                   /* dispatches in progress */
@@ -126,8 +128,9 @@ int kite__session_set_prefix(struct kite_session *s, struct kite_buf *b);
 int kite__session_set_subprotocol(struct kite_session *s, const char *p, size_t len);
 
 /*
- * Register with the loop, call on_open(req), then feed in[0..len) (bytes received after
- * the handshake; modified in place: unmasked). The session may be closed (and its
+ * Register with the loop (unless the owner already moved its own registration of the
+ * fd to s->io for KITE__IO_READ with kite__io_transfer), call on_open(req), then feed
+ * in[0..len) (bytes received after the handshake; modified in place: unmasked). The session may be closed (and its
  * free deferred) when this returns; the caller must not touch it afterwards except
  * through its own list hooks. Returns KITE_OK, or the -errno of registering the fd
  * (the session is then already torn down, with on_close reported).
