@@ -83,8 +83,13 @@ static void chat_message(struct kite_session *s, const struct kite_msg *msg, voi
     char line[1024];
     int n =
         snprintf(line, sizeof(line), "%s: %.*s", m->name, (int)msg->len, (const char *)msg->data);
-    if (n >= (int)sizeof(line))
-        n = (int)sizeof(line) - 1; /* long messages are cut (mid-character at worst) */
+    if (n >= (int)sizeof(line)) {
+        /* Long messages are cut; step back over continuation bytes (10xxxxxx) so the
+         * cut falls between characters and the text stays valid UTF-8 (RFC 6455 §5.6). */
+        n = (int)sizeof(line) - 1;
+        while (n > 0 && ((unsigned char)line[n] & 0xC0) == 0x80)
+            n--;
+    }
     broadcast(m->room, line, (size_t)n);
 }
 
