@@ -17,9 +17,12 @@ export async function startKite(kite, mode, args = [], startMs = 30000) {
     proc.once('exit', () => { clearTimeout(timer); resolve(null); });
   });
   lines.on('line', () => {});   // keep draining stdout
+  // 'close' comes after 'exit' and after the process's stdout and stderr have ended, so
+  // by then every log line has been read (callers check the server's log after stop).
   const exited = new Promise((resolve) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) resolve([proc.exitCode, proc.signalCode]);
-    else proc.once('exit', (code, sig) => resolve([code, sig]));
+    if (proc.stdout.closed && proc.stderr.closed &&
+        (proc.exitCode !== null || proc.signalCode !== null)) resolve([proc.exitCode, proc.signalCode]);
+    else proc.once('close', (code, sig) => resolve([code, sig]));
   });
   const tail = () => errs.slice(-30).join('\n') || '(empty)';
   const kill = () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); };

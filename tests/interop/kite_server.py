@@ -19,8 +19,12 @@ class KiteServer:
                                      stderr=subprocess.PIPE)
         self.lines, self.errs = [], []
         self._first = threading.Event()
-        threading.Thread(target=self._drain, args=(self.proc.stdout, self.lines), daemon=True).start()
-        threading.Thread(target=self._drain, args=(self.proc.stderr, self.errs), daemon=True).start()
+        self._drains = [
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.errs), daemon=True),
+        ]
+        for t in self._drains:
+            t.start()
         if not self._first.wait(start_timeout) or not self.lines:
             self.kill()
             raise RuntimeError("kite %s printed no listening line within %.0fs; stderr: %s"
@@ -54,10 +58,15 @@ class KiteServer:
         """SIGTERM, then the exit status (None if it had to be killed)."""
         self.terminate()
         try:
-            return self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            return None
+            status = None
+        # The process has exited, but the drain threads may still be reading its last
+        # lines: wait for them (they end at EOF) so callers see the whole log.
+        for t in self._drains:
+            t.join(5.0)
+        return status
 
     def kill(self):
         if self.proc.poll() is None:
