@@ -368,3 +368,12 @@ void prog_log_error(struct kite_session *s, int err)
 {
     prog_log_error_as(prog_session_id(s), err);
 }
+
+/* GET /health for demo and echo: "ok". */
+void prog_health(const struct kite_request *req, struct kite_response *res, void *ud)
+{
+    (void)req;
+    (void)ud;
+    res->body = "ok\n";
+    res->body_len = 3;
+}

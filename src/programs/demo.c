@@ -96,14 +96,6 @@ static void page(const struct kite_request *req, struct kite_response *res, void
     res->body_len = strlen(prog_demo_page);
 }
 
-static void health(const struct kite_request *req, struct kite_response *res, void *ud)
-{
-    (void)req;
-    (void)ud;
-    res->body = "ok\n";
-    res->body_len = 3;
-}
-
 int prog_demo(int argc, char **argv)
 {
     struct prog_opts o = {
@@ -116,7 +108,7 @@ int prog_demo(int argc, char **argv)
     struct kite_app *app = prog_app_new(&o);
     if (!app)
         return 1;
-    if (!kite_route_get(app, "/", page, NULL) || !kite_route_get(app, "/health", health, NULL) ||
+    if (!kite_route_get(app, "/", page, NULL) || !kite_route_get(app, "/health", prog_health, NULL) ||
         !kite_route_ws(app, "/echo", echo, NULL)) {
         fprintf(stderr, "kite demo: cannot add routes (out of memory)\n");
         kite_app_free(app);

@@ -79,14 +79,6 @@ static const struct kite_ws_callbacks callbacks = {
     .on_close = on_close,
 };
 
-static void health(const struct kite_request *req, struct kite_response *res, void *ud)
-{
-    (void)req;
-    (void)ud;
-    res->body = "ok\n";
-    res->body_len = 3;
-}
-
 int prog_echo(int argc, char **argv)
 {
     struct prog_opts o = {
@@ -99,7 +91,7 @@ int prog_echo(int argc, char **argv)
     if (!app)
         return 1;
     if (!kite_route_ws_callbacks(app, "/{path...}", &callbacks, NULL) ||
-        !kite_route_get(app, "/health", health, NULL)) {
+        !kite_route_get(app, "/health", prog_health, NULL)) {
         fprintf(stderr, "kite echo: cannot add routes (out of memory)\n");
         kite_app_free(app);
         return 1;

@@ -61,6 +61,8 @@ extern int prog_verbosity;
 /* Connection-event log lines. The plain forms keep the session's id in its user data
  * (callback sessions); the _as forms take the id, for sequential handlers, whose user
  * data belongs to kite. */
+/* GET /health route handler shared by demo and echo: answers "ok". */
+void prog_health(const struct kite_request *req, struct kite_response *res, void *ud);
 unsigned long prog_new_session_id(void);
 void prog_log_open_as(unsigned long id, struct kite_session *s, const struct kite_request *req);
 void prog_log_close_as(unsigned long id, const struct kite_close_info *ci);
