@@ -113,7 +113,6 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     atomic_init(&s->refs, 1u);
     kite__io_init(&s->io, tp->fd, io_cb);
     kite__pending_init(&s->flush, flush_cb);
-    kite__timer_init(&s->u.timer, timer_cb);
     s->flags = S_TIMER_STALE;
     *out = s;
     return KITE_OK;
@@ -131,6 +130,29 @@ static void ext_free(struct kite_session *s)
     s->ext = NULL;
 }
 
+/* The timer block, made on first use (NULL when out of memory). */
+static struct kite__session_timer *timer_get(struct kite_session *s)
+{
+    if (!s->tm) {
+        s->tm = kite__calloc(alloc_of(s), sizeof(*s->tm));
+        if (s->tm) {
+            kite__timer_init(&s->tm->t, timer_cb);
+            s->tm->s = s;
+        }
+    }
+    return s->tm;
+}
+
+/* Free the timer block (its timer stopped first). */
+static void timer_free(struct kite_session *s)
+{
+    if (!s->tm)
+        return;
+    kite__timer_stop(s->loop, &s->tm->t);
+    kite__free(alloc_of(s), s->tm);
+    s->tm = NULL;
+}
+
 void kite__session_discard(struct kite_session *s)
 {
     if (!s)
@@ -138,6 +160,7 @@ void kite__session_discard(struct kite_session *s)
     const struct kite_allocator *a = alloc_of(s);
     kite_codec_free(s->codec); /* what it holds; its memory is the block's */
     ext_free(s);
+    timer_free(s);
     kite__free(a, block_of(s));
 }
 
@@ -146,7 +169,7 @@ void kite__session_discard(struct kite_session *s)
  * with (the route that had it may be gone by then). */
 static void shell_free(struct kite_session *s)
 {
-    kite__free(s->u.shell_alloc, block_of(s));
+    kite__free(s->shell_alloc, block_of(s));
 }
 
 /* The deferred free: release everything but the struct itself while references remain
@@ -165,7 +188,7 @@ static void session_free(struct kite_loop *loop, void *arg)
     if (on_free)
         on_free(owner);
     /* The task has started running: its bytes may be reused (loop.h). */
-    s->u.shell_alloc = a;
+    s->shell_alloc = a;
     if (atomic_fetch_sub(&s->refs, 1u) == 1u)
         shell_free(s);
 }
@@ -179,14 +202,15 @@ static void destroy(struct kite_session *s)
     s->flags |= S_DEAD;
     /* The fd is closed just below, which takes it out of epoll: no EPOLL_CTL_DEL. */
     kite__io_close(s->loop, &s->io);
-    kite__timer_stop(s->loop, &s->u.timer);
+    timer_free(s);
     kite__pending_remove(s->loop, &s->flush);
     kite__tp_close(&s->tp);
     if (s->cfg->on_destroy)
         s->cfg->on_destroy(s, s->cfg->owner);
-    /* The stopped timer's bytes become a fresh task (its flags must start at 0). */
-    memset(&s->u.free_task, 0, sizeof(s->u.free_task));
-    kite__loop_defer(s->loop, &s->u.free_task, session_free, s);
+    /* The dead watcher's and flush entry's bytes become a fresh task (its flags must
+     * start at 0). */
+    memset(&s->free_task, 0, sizeof(s->free_task));
+    kite__loop_defer(s->loop, &s->free_task, session_free, s);
 }
 
 /* The transport ended (EOF: err 0, or an error): let the codec report the close (it
@@ -429,7 +453,7 @@ static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 
 static void timer_cb(struct kite_loop *loop, struct kite__timer *t)
 {
-    struct kite_session *s = kite__container_of(t, struct kite_session, u.timer);
+    struct kite_session *s = kite__container_of(t, struct kite__session_timer, t)->s;
     if (s->flags & S_LINGER) {
         destroy(s); /* the peer never closed its side */
         return;
@@ -459,10 +483,15 @@ static void flush_cb(struct kite_loop *loop, struct kite__pending *p)
  * caused by unread input. A client just waits for the server to close. */
 static void start_linger(struct kite_session *s)
 {
+    struct kite__session_timer *tm = timer_get(s);
+    if (!tm) {
+        destroy(s); /* no memory for the deadline: close now rather than maybe never */
+        return;
+    }
     s->flags |= S_LINGER;
     if (s->cfg->role == KITE_ROLE_SERVER)
         (void)kite__tp_shutdown(&s->tp);
-    kite__timer_start(s->loop, &s->u.timer, KITE__SESSION_LINGER_MS);
+    kite__timer_start(s->loop, &tm->t, KITE__SESSION_LINGER_MS);
 }
 
 static void do_terminate(struct kite_session *s)
@@ -509,18 +538,33 @@ static uint64_t timer_key(const struct kite_codec *c)
 
 static void update_timer(struct kite_session *s)
 {
-    if (s->flags & S_LINGER)
+    if (s->flags & (S_LINGER | S_DEAD))
         return; /* the linger deadline is set once */
-    uint64_t key = timer_key(s->codec);
-    if (key == s->timer_key && !(s->flags & S_TIMER_STALE))
-        return; /* most dispatches: the codec's timer did not move */
-    s->timer_key = key;
+    const struct kite_codec *c = s->codec;
+    struct kite__session_timer *tm = s->tm;
+    uint64_t key = timer_key(c);
+    if (!(s->flags & S_TIMER_STALE)) {
+        /* Most dispatches: the codec's timer did not move. Without a timer block the
+         * codec had no deadline at the last look, and only sending a close or new
+         * options (which mark the key stale) can give it one (kite_codec_next_timer). */
+        if (tm ? key == tm->key : !kite__codec_close_sent(c))
+            return;
+    }
     s->flags &= (uint16_t)~S_TIMER_STALE;
-    uint64_t next = kite_codec_next_timer(s->codec);
-    if (next == UINT64_MAX)
-        kite__timer_stop(s->loop, &s->u.timer);
-    else
-        kite__timer_start_at(s->loop, &s->u.timer, next);
+    uint64_t next = kite_codec_next_timer(c);
+    if (next == UINT64_MAX) {
+        if (tm) {
+            kite__timer_stop(s->loop, &tm->t);
+            tm->key = key;
+        }
+        return;
+    }
+    if (!tm && !(tm = timer_get(s))) {
+        transport_ended(s, KITE_ERR_NOMEM); /* a deadline we cannot keep */
+        return;
+    }
+    tm->key = key;
+    kite__timer_start_at(s->loop, &tm->t, next);
 }
 
 /* Run when the outermost dispatch returns: carry out deferred teardown, schedule the
@@ -544,7 +588,8 @@ static void finish(struct kite_session *s)
     else if (closed && !(s->flags & S_LINGER))
         start_linger(s);
     update_timer(s);
-    update_io(s);
+    if (!(s->flags & S_DEAD))
+        update_io(s);
 }
 
 /* ---- codec callbacks ---------------------------------------------------------------- */
