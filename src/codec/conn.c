@@ -58,8 +58,9 @@ enum {
     F_ARM = 1u << 10,        /* close sent without a clock: arm the timer at next time input */
     F_CI = 1u << 11,         /* aux->ci holds the first close frame (ours or the peer's) */
     F_CI_NOMEM = 1u << 12,   /* no memory for the close record: report nomem_ci */
-    F_EXT = 1u << 13,        /* c->ext is set: tested with the other flags on hot paths */
+    F_EXT = 1u << 13,        /* aux->ext is set: tested with the other flags on hot paths */
     F_EMBED = 1u << 14,      /* built in the caller's memory (kite_codec_new_in) */
+    F_ABORT = 1u << 15,      /* kite__codec_abort(): the close is reported as ours */
 };
 
 /* kite_ws_options_init()'s values: codecs created with them point here. */
@@ -257,6 +258,8 @@ static void finish(struct kite_codec *c, bool clean, int error)
         record_close(c, KITE_CLOSED_BY_NONE, KITE_CLOSE_ABNORMAL, NULL, 0);
         c->aux->ci.clean = clean;
         c->aux->ci.error = error;
+        if (c->flags & F_ABORT)
+            c->aux->ci.initiator = KITE_CLOSED_BY_LOCAL; /* nomem_ci says LOCAL too */
     }
     if (c->flags & F_IN_CB)
         c->flags |= F_PENDING;
@@ -387,7 +390,7 @@ static void data_header(struct kite_codec *c)
         c->msg_op = h->opcode;
         c->utf8 = KITE__UTF8_ACCEPT;
         if (c->flags & F_EXT)
-            kite__ext_in_start(c->ext, h->rsv);
+            kite__ext_in_start(c->aux->ext, h->rsv);
     }
     if (c->flags & F_EXT)
         return;
@@ -498,7 +501,7 @@ static int ext_message_data(struct kite_codec *c, const struct kite__frame_event
     enum kite__ext_where where;
     const uint8_t *out;
     size_t n;
-    int rc = kite__ext_incoming(c->ext, ev->data, ev->len, last, (enum kite_opcode)c->msg_op,
+    int rc = kite__ext_incoming(c->aux->ext, ev->data, ev->len, last, (enum kite_opcode)c->msg_op,
                                 &sink, &where, &out, &n);
     if (rc != KITE_OK || where != KITE__EXT_IN_SINK)
         kite__buf_free(&local, c->alloc);
@@ -512,7 +515,7 @@ static int ext_message_data(struct kite_codec *c, const struct kite__frame_event
     }
     if (where == KITE__EXT_SCRATCH) {
         rc = buffer(c, out, n);
-        kite__ext_release(c->ext);
+        kite__ext_release(c->aux->ext);
         if (rc != KITE_OK)
             return fail_internal(c, rc);
         return message_appended(c, (size_t)have, n, last);
@@ -798,7 +801,7 @@ static int ext_send(struct kite_codec *c, enum kite_opcode type, const void *dat
     struct kite_ext_sink sink;
     kite__ext_sink_init(&sink, &c->out, c->alloc, masked ? 14 : 10, UINT64_MAX);
     enum kite__ext_where where;
-    int rc = kite__ext_outgoing(c->ext, &m, &sink, &where);
+    int rc = kite__ext_outgoing(c->aux->ext, &m, &sink, &where);
     if (rc != KITE_OK)
         return rc;
     uint8_t first = (uint8_t)(0x80 | (m.rsv & KITE_RSV_MASK) | type);
@@ -810,7 +813,7 @@ static int ext_send(struct kite_codec *c, enum kite_opcode type, const void *dat
         m.data = NULL, m.len = 0;
     rc = put_frame(c, first, m.data, m.len);
     if (where == KITE__EXT_SCRATCH)
-        kite__ext_release(c->ext);
+        kite__ext_release(c->aux->ext);
     return rc;
 }
 
@@ -1083,10 +1086,14 @@ static bool codec_init(struct kite_codec *c, const struct kite_codec_config *cfg
     }
     uint8_t rsv = cfg->rsv_allowed;
     if (cfg->extensions) {
+        /* The chain lives in aux: few connections have one, and those also carry the
+         * extensions' own (much larger) state. */
+        if (ensure_aux(c) != KITE_OK)
+            return false;
         /* Negotiated extensions own their RSV bits (RFC 6455 §5.2). */
         rsv |= kite__ext_chain_rsv(cfg->extensions);
         kite__ext_chain_adopt(cfg->extensions);
-        c->ext = cfg->extensions;
+        c->aux->ext = cfg->extensions;
         c->flags |= F_EXT;
     }
     c->cb = cb ? cb : &no_callbacks;
@@ -1145,10 +1152,10 @@ void kite_codec_free(struct kite_codec *c)
         return;
     if (c->aux) {
         kite__buf_free(&c->aux->msg, c->alloc);
+        kite_ext_chain_free(c->aux->ext);
         kite__free(c->alloc, c->aux);
     }
     kite__buf_free(&c->out, c->alloc);
-    kite_ext_chain_free(c->ext);
     if (!(c->flags & F_EMBED))
         kite__free(c->alloc, c);
 }
@@ -1158,6 +1165,13 @@ void kite_codec_transport_closed(struct kite_codec *c, int err)
     /* With a close frame already sent or received, the record keeps it (and says who
      * started); otherwise finish() records 1006 (§7.1.5: closed without a close frame). */
     finish(c, false, err);
+}
+
+void kite__codec_abort(struct kite_codec *c)
+{
+    if (!(c->flags & F_DONE))
+        c->flags |= F_ABORT;
+    finish(c, false, 0);
 }
 
 bool kite_codec_is_closed(const struct kite_codec *c)
@@ -1214,5 +1228,5 @@ void kite_codec_set_user_data(struct kite_codec *c, void *ud)
 
 void *kite_codec_extension(const struct kite_codec *c, const struct kite_extension *ext)
 {
-    return c ? kite_ext_chain_get(c->ext, ext) : NULL;
+    return c && c->aux ? kite_ext_chain_get(c->aux->ext, ext) : NULL;
 }

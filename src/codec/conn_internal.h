@@ -15,6 +15,7 @@
 /* State that only a busy or closing connection needs; allocated on first use (at
  * creation when the codec has extensions or options of its own). */
 struct kite__codec_aux {
+    struct kite_ext_chain *ext; /* negotiated extensions (owned; F_EXT in conn.c), or NULL */
     /* Payload that spans reads: the message being reassembled (default mode), or the
      * current frame (raw mode). A default-mode control frame that spans reads is
      * appended after the message bytes (ctl_len of them) and cut off once handled. */
@@ -24,9 +25,10 @@ struct kite__codec_aux {
 };
 
 /*
- * 144 bytes on x86-64: an idle connection is mostly this. What only some connections
- * need lives in `aux`; options shared by many codecs (the defaults, a route's) are
- * pointed to, not copied.
+ * 136 bytes on x86-64: an idle connection is mostly this (with struct kite_session
+ * after it). What only some connections need lives in `aux`, the extension chain
+ * included; options shared by many codecs (the defaults, a route's) are pointed to,
+ * not copied.
  */
 struct kite_codec {
     struct kite__frame_parser p;           /* framing state of the input */
@@ -45,7 +47,6 @@ struct kite_codec {
     uint16_t flags; /* F_* in conn.c */
     uint8_t ctl_len; /* default mode: bytes of a partial control frame in aux->msg */
     uint8_t msg_op; /* default mode: KITE_OP_TEXT/BINARY of the message in progress, or 0 */
-    struct kite_ext_chain *ext; /* negotiated extensions (owned), or NULL: the fast path */
 };
 
 /* Two of struct kite_codec's flags (F_* in conn.c), for the inline getters below. */
@@ -68,6 +69,10 @@ static inline size_t kite__codec_pending_len(const struct kite_codec *c)
 {
     return c->out.len; /* = kite_codec_pending() without the pointer */
 }
+
+/* kite_codec_transport_closed(c, 0) for a connection the owner drops on purpose
+ * (kite_session_terminate): the close record, whatever frame it holds, says LOCAL. */
+void kite__codec_abort(struct kite_codec *c);
 
 /* ------------------------------------------------------------------------------------
  * Extensions (ext.c)

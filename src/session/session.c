@@ -19,7 +19,6 @@ enum {
     S_LINGER = 1u << 7,       /* output done, waiting for the peer's EOF */
     S_DEAD = 1u << 8,         /* torn down; memory freed at the end of the iteration */
     S_TP_DONE = 1u << 9,      /* EOF or transport error seen: no more I/O */
-    S_LOCAL_ABORT = 1u << 10, /* terminate(): report the close as ours */
     S_IO_PARKED = 1u << 11,   /* paused with a hang-up pending: watcher stopped */
     S_TIMER_STALE = 1u << 12, /* timer_key says nothing: update_timer must look */
 };
@@ -67,6 +66,10 @@ static struct kite__session_ext *ext_get(struct kite_session *s)
  * order the block has no padding between the two, which keeps an idle connection one
  * malloc size class smaller than with the session first.
  */
+/* An idle connection is this block: keep it from growing unnoticed (session.h). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct kite_session) <= 144,
+               "struct kite_session grew past 144 bytes");
+
 static size_t codec_room(void)
 {
     size_t a = _Alignof(struct kite_session);
@@ -498,9 +501,8 @@ static void do_terminate(struct kite_session *s)
 {
     s->flags &= (uint16_t)~S_TERMINATE;
     if (!kite__codec_is_closed(s->codec)) {
-        s->flags |= S_LOCAL_ABORT;
         s->depth++;
-        kite_codec_transport_closed(s->codec, 0);
+        kite__codec_abort(s->codec); /* reported as closed by us */
         s->depth--;
     }
     destroy(s);
@@ -619,22 +621,17 @@ static void cc_on_close(struct kite_codec *c, const struct kite_close_info *ci, 
 {
     struct kite_session *s = ud;
     KITE_UNUSED(c);
-    struct kite_close_info info = *ci;
-    if (s->flags & S_LOCAL_ABORT)
-        info.initiator = KITE_CLOSED_BY_LOCAL;
     s->flags |= S_CLOSED;
     s->flags &= (uint16_t)~S_WANT_DRAIN;
     if (!(s->flags & S_OPENED))
         return;
     fire_flushed(s); /* nobody waits for a flush that will never come */
-    s->ci = &info;
     s->depth++;
-    if (info.error && s->cfg->cb.on_error)
-        s->cfg->cb.on_error(s, info.error, s->ud);
+    if (ci->error && s->cfg->cb.on_error)
+        s->cfg->cb.on_error(s, ci->error, s->ud);
     if (s->cfg->cb.on_close)
-        s->cfg->cb.on_close(s, &info, s->ud);
+        s->cfg->cb.on_close(s, ci, s->ud);
     s->depth--;
-    s->ci = NULL;
 }
 
 /* ---- start -------------------------------------------------------------------------- */
@@ -929,8 +926,7 @@ int kite_session_remote_addr(const struct kite_session *s, char *buf, size_t cap
 
 const struct kite_close_info *kite_session_close_info(const struct kite_session *s)
 {
-    if (s->ci)
-        return s->ci;
+    /* The codec's record: on_error/on_close are given the same one. */
     return s->codec ? kite_codec_close_info(s->codec) : NULL;
 }
 

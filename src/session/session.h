@@ -86,8 +86,9 @@ struct kite__session_timer {
 };
 
 /*
- * 152 bytes on x86-64, in one block after the codec's 144 (see session.c): an idle
- * connection is this block. What only some sessions need is in `ext` and `tm`.
+ * 144 bytes on 64-bit targets, in one block after the codec's 136 (see session.c):
+ * an idle connection is this 280-byte block (a 288-byte glibc chunk). What only some
+ * sessions need is in `ext` and `tm`.
  */
 struct kite_session {
     struct kite__transport tp; /* owns the fd */
@@ -108,7 +109,6 @@ struct kite_session {
     void *ud;                         /* user data for callbacks */
     struct kite__session_ext *ext;    /* NULL until needed */
     struct kite__session_timer *tm;   /* NULL until a deadline is first needed */
-    const struct kite_close_info *ci; /* during on_error/on_close: what they were given */
     struct kite_session *prev, *next; /* the owner's list */
     uint16_t flags;                   /* S_* in session.c */
     uint16_t depth;                   /* dispatches in progress */
