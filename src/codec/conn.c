@@ -104,6 +104,13 @@ void kite_ws_options_init(struct kite_ws_options *o)
     o->masking = default_options.masking;
 }
 
+/* The largest payload the hot loop may take under `o`: a 7-bit length (§5.2) that
+ * neither size limit refuses. Kept in c->p.small_max, where the loop tests it once. */
+static uint8_t small_max(const struct kite_ws_options *o)
+{
+    return (uint8_t)KITE_MIN(KITE_MIN(o->max_frame_size, o->max_message_size), 125u);
+}
+
 static bool same_options(const struct kite_ws_options *a, const struct kite_ws_options *b)
 {
     return a->ping_period_ms == b->ping_period_ms && a->timeout_ms == b->timeout_ms &&
@@ -743,8 +750,8 @@ static inline bool hot_ok(const struct kite_codec *c)
  * size limits, unmask it in place (§5.3), check it (all ASCII, or the full UTF-8 test
  * for text, §8.1) and hand it to on_message right here: what whole_frame() and
  * whole_message() decide for such a frame, without the parser's events. Any other
- * frame, a partial one included, is left to the general path. The limits are read for
- * every frame: a callback may change them (kite_codec_set_options).
+ * frame, a partial one included, is left to the general path. The size limit is read
+ * for every frame: a callback may change it (kite_codec_set_options).
  *
  * Returns the bytes consumed and sets *stop when delivery must stop (KITE_PAUSE, or
  * the session ended). Afterwards p->hdr describes the last frame, as after the events.
@@ -755,10 +762,12 @@ static size_t hot_messages(struct kite_codec *c, uint8_t *in, size_t len, bool *
         c->cb->on_message;
     uint8_t *f = in, *end = in + len;
     const uint8_t *last = NULL;
+    /* F_IN_CB stays set from one callback to the next: between them only this loop runs,
+     * which fails nothing (whole_message() below may: it runs with the flag clear). */
+    c->flags |= F_IN_CB;
     while (end - f >= 6) {
         unsigned b0 = f[0], n = f[1] ^ 0x80u; /* over 125 unless masked and 7-bit */
-        if ((uint8_t)(b0 - 0x81u) > 1u || n > 125u || (ptrdiff_t)n > end - f - 6 ||
-            n > c->p.max_frame_size || n > c->opt->max_message_size)
+        if ((uint8_t)(b0 - 0x81u) > 1u || n > c->p.small_max || (ptrdiff_t)n > end - f - 6)
             break;
         uint32_t key;
         memcpy(&key, f + 2, 4);
@@ -768,21 +777,22 @@ static size_t hot_messages(struct kite_codec *c, uint8_t *in, size_t len, bool *
         last = f;
         f = data + n;
         int rc;
-        if (KITE_UNLIKELY(!ascii && op == KITE_OP_TEXT)) {
-            rc = whole_message(c, (uint8_t)op, data, n);
-        } else {
-            /* deliver_message(), with msg_op left at 0 (no one reads it meanwhile). */
+        if (KITE_UNLIKELY(!ascii) && op == KITE_OP_TEXT) {
+            c->flags &= (uint16_t)~F_IN_CB;
+            rc = whole_message(c, (uint8_t)op, data, n); /* the full UTF-8 test (§8.1) */
             c->flags |= F_IN_CB;
+        } else {
+            /* deliver_message(), with msg_op left at 0: no one reads it meanwhile. */
             rc = on_message(c, op, data, n, c->ud);
             if (c->aux)
                 msg_reset(c);
-            after_cb(c);
         }
         if (KITE_UNLIKELY(rc == KITE_PAUSE || (c->flags & F_STOP))) {
             *stop = true;
             break;
         }
     }
+    after_cb(c); /* an on_close that a callback provoked fires now */
     if (last) {
         struct kite__frame_hdr *h = &c->p.hdr;
         h->opcode = last[0] & 0x0Fu;
@@ -1186,6 +1196,7 @@ static bool codec_init(struct kite_codec *c, const struct kite_codec_config *cfg
         c->flags |= F_RAW;
     kite__frame_parser_init(&c->p, cfg->role, c->opt->max_frame_size, rsv,
                             cfg->role == KITE_ROLE_SERVER && c->opt->masking);
+    c->p.small_max = small_max(c->opt);
     c->timer = add_ms(now_ms, c->opt->ping_period_ms);
     return true;
 }
@@ -1275,6 +1286,7 @@ int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o
     c->aux->own = *o;
     c->opt = &c->aux->own;
     c->p.max_frame_size = o->max_frame_size;
+    c->p.small_max = small_max(o);
     if (!(c->flags & F_CLIENT))
         c->p.require_mask = o->masking;
     if (c->flags & F_DONE)

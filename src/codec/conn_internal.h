@@ -77,11 +77,13 @@ static inline size_t kite__codec_pending_len(const struct kite_codec *c)
 static inline void kite__copy_small(uint8_t *dst, const uint8_t *src, size_t n)
 {
     if (n >= 16) {
-        uint8_t last[16];
-        memcpy(last, src + n - 16, 16);
-        for (size_t i = 0; i + 16 < n; i += 16)
+        uint8_t head[16], tail[16];
+        memcpy(head, src, 16);
+        memcpy(tail, src + n - 16, 16);
+        memcpy(dst, head, 16);
+        for (size_t i = 16; i + 16 < n; i += 16)
             memcpy(dst + i, src + i, 16);
-        memcpy(dst + n - 16, last, 16);
+        memcpy(dst + n - 16, tail, 16);
     } else if (n >= 8) {
         uint64_t a, b;
         memcpy(&a, src, 8);

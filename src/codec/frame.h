@@ -95,6 +95,7 @@ struct kite__frame_parser {
     uint8_t hlen;        /* bytes in hbuf */
     bool in_message;     /* a fragmented data message is in progress (§5.4) */
     uint8_t msg_opcode;  /* its opcode (TEXT or BINARY) */
+    uint8_t small_max;   /* not the parser's: the codec's hot-loop size limit (conn.c) */
 };
 
 struct kite__frame_event {
@@ -184,24 +185,29 @@ static inline uint64_t kite__mask_word(const uint8_t key[4], size_t offset)
  * the head in whole blocks and the tail as one block that ends at n, overlapping the
  * one before it: the tail is loaded before anything is stored, so the bytes both cover
  * get the same value twice, and no byte outside the payload is read or written. A
- * 32-byte message takes two 16-byte steps. Inline: it is the hot loop's whole work.
+ * message of 16 to 32 bytes takes two 16-byte steps and no loop. Inline: it is the hot
+ * loop's whole work.
  */
 static inline bool kite__unmask_short(uint8_t *p, size_t n, uint32_t key)
 {
 #if defined(__SSE2__)
     if (n >= 16) {
-        size_t t = n - 16; /* the tail block; t % 4 == n % 4 picks its key rotation */
+        /* The head block, the blocks between (none up to 32 bytes), the tail block;
+         * (n - 16) % 4 == n % 4 picks the tail's key rotation. */
+        __m128i *hp = (__m128i *)(void *)p, *tp = (__m128i *)(void *)(p + n - 16);
         __m128i k = _mm_set1_epi32((int)key);
-        __m128i kt = _mm_set1_epi32((int)(uint32_t)kite__mask_word32(key, t));
-        __m128i tail = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + t)), kt);
-        __m128i acc = tail;
-        for (size_t i = 0; i < t; i += 16) {
+        __m128i kt = _mm_set1_epi32((int)(uint32_t)kite__mask_word32(key, n));
+        __m128i head = _mm_xor_si128(_mm_loadu_si128(hp), k);
+        __m128i tail = _mm_xor_si128(_mm_loadu_si128(tp), kt);
+        __m128i acc = _mm_or_si128(head, tail);
+        _mm_storeu_si128(hp, head);
+        for (size_t i = 16; i + 16 < n; i += 16) {
             __m128i *q = (__m128i *)(void *)(p + i);
             __m128i v = _mm_xor_si128(_mm_loadu_si128(q), k);
             _mm_storeu_si128(q, v);
             acc = _mm_or_si128(acc, v);
         }
-        _mm_storeu_si128((__m128i *)(void *)(p + t), tail);
+        _mm_storeu_si128(tp, tail);
         return _mm_movemask_epi8(acc) == 0;
     }
 #endif

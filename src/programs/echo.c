@@ -57,6 +57,8 @@ static void on_message(struct kite_session *s, const struct kite_msg *m, void *u
     if (prog_verbosity >= PROG_VERBOSE)
         log_message(s, m);
     int rc = kite_session_send(s, m->type, m->data, m->len, NULL);
+    if (KITE_LIKELY(rc == KITE_SEND_OK))
+        return;
     if (rc == KITE_SEND_QUEUED)
         kite__session_pause(s); /* resumed by on_drain */
     else if (rc == KITE_ERR_NOMEM)
