@@ -777,15 +777,16 @@ static size_t hot_messages(struct kite_codec *c, uint8_t *in, size_t len, bool *
         last = f;
         f = data + n;
         int rc;
-        if (KITE_UNLIKELY(!ascii) && op == KITE_OP_TEXT) {
+        if (KITE_UNLIKELY(!ascii) && KITE_UNLIKELY(op == KITE_OP_TEXT)) {
             c->flags &= (uint16_t)~F_IN_CB;
             rc = whole_message(c, (uint8_t)op, data, n); /* the full UTF-8 test (§8.1) */
             c->flags |= F_IN_CB;
         } else {
-            /* deliver_message(), with msg_op left at 0: no one reads it meanwhile. */
+            /* deliver_message(), with msg_op left at 0 (no one reads it meanwhile) and
+             * without msg_reset(): between messages with the parser idle, aux->msg is
+             * already empty and small (whatever gathered a message, a frame or a control
+             * frame in it was reset when that ended). */
             rc = on_message(c, op, data, n, c->ud);
-            if (c->aux)
-                msg_reset(c);
         }
         if (KITE_UNLIKELY(rc == KITE_PAUSE || (c->flags & F_STOP))) {
             *stop = true;

@@ -770,11 +770,10 @@ static inline int send_small(struct kite_session *s, enum kite_opcode type, cons
         return SEND_GENERAL;
     struct kite_codec *c = s->codec;
     const struct kite_send_limits *l = s->cfg->send;
-    size_t q = kite__codec_pending_len(c);
-    if (q + len + 14 > l->hard_limit || /* as in do_send() */
+    if (kite__codec_pending_len(c) + len + 14 > l->hard_limit || /* as in do_send() */
         !kite__codec_put_small(c, (uint8_t)(0x80 | type), data, len))
         return SEND_GENERAL;
-    q += len + 2;
+    size_t q = kite__codec_pending_len(c);
     if (buffered)
         *buffered = q;
     if (q >= l->high_water) {
@@ -791,16 +790,15 @@ NOINLINE static int flush_after(struct kite_session *s, int rc)
     return rc;
 }
 
-int kite_session_send(struct kite_session *s, enum kite_opcode type, const void *data, size_t len,
-                      size_t *buffered)
+/* A whole text or binary message: send_small(), else do_send(). */
+static inline int send_whole(struct kite_session *s, enum kite_opcode type, const void *data,
+                             size_t len, size_t *buffered)
 {
-    if (type != KITE_OP_TEXT && type != KITE_OP_BINARY)
-        return KITE_ERR_INVALID;
     if (KITE_LIKELY(s && data)) {
         int rc = send_small(s, type, data, len, buffered);
         if (KITE_LIKELY(rc != SEND_GENERAL)) {
             /* want_flush() without a call when the flush is queued already. */
-            if (!(s->flags & (S_WRITE_WAIT | S_DEAD)) && !kite__pending_queued(&s->flush))
+            if (!kite__pending_queued(&s->flush) && !(s->flags & (S_WRITE_WAIT | S_DEAD)))
                 return flush_after(s, rc);
             return rc;
         }
@@ -808,14 +806,22 @@ int kite_session_send(struct kite_session *s, enum kite_opcode type, const void 
     return do_send(s, type, true, 0, data, len, buffered, true);
 }
 
+int kite_session_send(struct kite_session *s, enum kite_opcode type, const void *data, size_t len,
+                      size_t *buffered)
+{
+    if (type != KITE_OP_TEXT && type != KITE_OP_BINARY)
+        return KITE_ERR_INVALID;
+    return send_whole(s, type, data, len, buffered);
+}
+
 int kite_session_send_text(struct kite_session *s, const char *text, size_t len, size_t *buffered)
 {
-    return do_send(s, KITE_OP_TEXT, true, 0, text, len, buffered, true);
+    return send_whole(s, KITE_OP_TEXT, text, len, buffered);
 }
 
 int kite_session_send_binary(struct kite_session *s, const void *data, size_t len, size_t *buffered)
 {
-    return do_send(s, KITE_OP_BINARY, true, 0, data, len, buffered, true);
+    return send_whole(s, KITE_OP_BINARY, data, len, buffered);
 }
 
 int kite_session_send_str(struct kite_session *s, const char *text)
