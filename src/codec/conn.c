@@ -10,7 +10,8 @@
  * Everything a quiet connection does not need lives in a lazily allocated `aux` block:
  * the buffer for payload that spans reads and the close record. The hot path (a whole
  * unfragmented frame in the caller's buffer) hands the caller a view of the input and
- * allocates nothing.
+ * allocates nothing; the commonest case of it, a run of small masked messages as a
+ * server receives them, does not even go through the frame parser (hot_messages()).
  *
  * Extensions (ext.c, pmd.c): with a negotiated chain, default-mode data messages pass
  * through it chunk by chunk on the way in (inflated output is checked for UTF-8 and
