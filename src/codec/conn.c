@@ -10,7 +10,8 @@
  * Everything a quiet connection does not need lives in a lazily allocated `aux` block:
  * the buffer for payload that spans reads and the close record. The hot path (a whole
  * unfragmented frame in the caller's buffer) hands the caller a view of the input and
- * allocates nothing.
+ * allocates nothing; the commonest case of it, a run of small masked messages as a
+ * server receives them, does not even go through the frame parser (hot_messages()).
  *
  * Extensions (ext.c, pmd.c): with a negotiated chain, default-mode data messages pass
  * through it chunk by chunk on the way in (inflated output is checked for UTF-8 and
@@ -27,6 +28,12 @@
 
 #include "codec/conn_internal.h"
 #include "codec/utf8.h"
+
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
 
 /* Buffers larger than this are released when they drain, so a burst of big messages
  * does not pin memory on a connection that goes quiet afterwards. */
@@ -46,11 +53,11 @@
 
 enum {
     F_RAW = 1u << 0,         /* KITE_MODE_RAW */
-    F_CLIENT = 1u << 1,      /* KITE_ROLE_CLIENT: mask what we send */
+    F_CLIENT = KITE__CODEC_CLIENT, /* KITE_ROLE_CLIENT: mask what we send */
     F_CLOSE_SENT = KITE__CODEC_CLOSE_SENT, /* a close frame is queued: no more data */
     F_CLOSE_RCVD = 1u << 3,  /* the peer's close frame arrived */
     F_STOP = 1u << 4,        /* look at no more input */
-    F_DONE = 1u << 5,        /* the outcome is decided (on_close fired or about to) */
+    F_DONE = KITE__CODEC_DONE, /* the outcome is decided (on_close fired or about to) */
     F_FIRED = KITE__CODEC_FIRED, /* on_close has fired */
     F_PENDING = 1u << 7,     /* on_close must fire when the current callback returns */
     F_IN_CB = 1u << 8,       /* a user callback is running */
@@ -58,7 +65,7 @@ enum {
     F_ARM = 1u << 10,        /* close sent without a clock: arm the timer at next time input */
     F_CI = 1u << 11,         /* aux->ci holds the first close frame (ours or the peer's) */
     F_CI_NOMEM = 1u << 12,   /* no memory for the close record: report nomem_ci */
-    F_EXT = 1u << 13,        /* aux->ext is set: tested with the other flags on hot paths */
+    F_EXT = KITE__CODEC_EXT, /* aux->ext is set: tested with the other flags on hot paths */
     F_EMBED = 1u << 14,      /* built in the caller's memory (kite_codec_new_in) */
     F_ABORT = 1u << 15,      /* kite__codec_abort(): the close is reported as ours */
 };
@@ -99,6 +106,13 @@ void kite_ws_options_init(struct kite_ws_options *o)
     o->masking = default_options.masking;
 }
 
+/* The largest payload the hot loop may take under `o`: a 7-bit length (§5.2) that
+ * neither size limit refuses. Kept in c->p.small_max, where the loop tests it once. */
+static uint8_t small_max(const struct kite_ws_options *o)
+{
+    return (uint8_t)KITE_MIN(KITE_MIN(o->max_frame_size, o->max_message_size), 125u);
+}
+
 static bool same_options(const struct kite_ws_options *a, const struct kite_ws_options *b)
 {
     return a->ping_period_ms == b->ping_period_ms && a->timeout_ms == b->timeout_ms &&
@@ -133,8 +147,7 @@ static inline int put_small(struct kite_codec *c, uint8_t first, const void *dat
         return KITE_ERR_NOMEM;
     dst[0] = first;
     dst[1] = (uint8_t)len;
-    if (len)
-        memcpy(dst + 2, data, len);
+    kite__copy_small(dst + 2, data, len);
     c->out.len += len + 2;
     return KITE_OK;
 }
@@ -683,11 +696,10 @@ static int on_event(struct kite_codec *c, enum kite__fev e, const struct kite__f
  * through the event machinery. The same checks as data_header() and message_bytes():
  * the message limit, then UTF-8 for text (§8.1).
  */
-static int whole_message(struct kite_codec *c, const struct kite__frame_hdr *h,
-                         const uint8_t *data, size_t len)
+static int whole_message(struct kite_codec *c, uint8_t opcode, const uint8_t *data, size_t len)
 {
-    c->msg_op = h->opcode;
-    if (h->opcode == KITE_OP_TEXT &&
+    c->msg_op = opcode;
+    if (opcode == KITE_OP_TEXT &&
         !(len <= KITE__UTF8_SHORT_MAX && kite__utf8_short_ascii(data, len))) {
         c->utf8 = KITE__UTF8_ACCEPT;
         if (kite__utf8_feed(&c->utf8, data, len) != 0) {
@@ -715,13 +727,88 @@ static int whole_frame(struct kite_codec *c, const struct kite__frame_event *ev,
         return frame_done(c, ev->data, ev->len, now);
     if (KITE_LIKELY(h->fin && h->opcode != KITE_OP_CONTINUATION && !(c->flags & F_EXT) &&
                     h->payload_len <= c->opt->max_message_size))
-        return whole_message(c, h, ev->data, ev->len);
+        return whole_message(c, h->opcode, ev->data, ev->len);
     data_header(c);
     if (c->flags & F_STOP) {
         *used -= ev->len;
         return KITE_OK;
     }
     return message_data(c, ev);
+}
+
+/*
+ * May the hot loop below run? Default mode, server role, no extensions, a callback for
+ * messages, and the parser between messages: no header bytes or payload pending and no
+ * fragmented message in progress (§5.4).
+ */
+static inline bool hot_ok(const struct kite_codec *c)
+{
+    return !(c->flags & (F_RAW | F_CLIENT | F_EXT)) && kite__frame_idle(&c->p) &&
+           !c->p.in_message && c->cb->on_message;
+}
+
+/*
+ * The hot loop: the usual traffic of a server, message after message each in one small
+ * frame. While the input starts with a whole masked, unfragmented text or binary frame
+ * with no RSV bit and a 7-bit length (0x81 or 0x82, then 0x80 | len, §5.2) within the
+ * size limits, unmask it in place (§5.3), check it (all ASCII, or the full UTF-8 test
+ * for text, §8.1) and hand it to on_message right here: what whole_frame() and
+ * whole_message() decide for such a frame, without the parser's events. Any other
+ * frame, a partial one included, is left to the general path. The size limit is read
+ * for every frame: a callback may change it (kite_codec_set_options).
+ *
+ * Returns the bytes consumed and sets *stop when delivery must stop (KITE_PAUSE, or
+ * the session ended). Afterwards p->hdr describes the last frame, as after the events.
+ */
+static size_t hot_messages(struct kite_codec *c, uint8_t *in, size_t len, bool *stop)
+{
+    int (*on_message)(struct kite_codec *, enum kite_opcode, const uint8_t *, size_t, void *) =
+        c->cb->on_message;
+    uint8_t *f = in, *end = in + len;
+    const uint8_t *last = NULL;
+    /* F_IN_CB stays set from one callback to the next: between them only this loop runs,
+     * which fails nothing (whole_message() below may: it runs with the flag clear). */
+    c->flags |= F_IN_CB;
+    while (end - f >= 6) {
+        unsigned b0 = f[0], n = f[1] ^ 0x80u; /* over 125 unless masked and 7-bit */
+        if ((uint8_t)(b0 - 0x81u) > 1u || n > c->p.small_max || (ptrdiff_t)n > end - f - 6)
+            break;
+        uint32_t key;
+        memcpy(&key, f + 2, 4);
+        uint8_t *data = f + 6;
+        bool ascii = kite__unmask_short(data, n, key);
+        enum kite_opcode op = (enum kite_opcode)(b0 & 0x0Fu);
+        last = f;
+        f = data + n;
+        int rc;
+        if (KITE_UNLIKELY(!ascii) && KITE_UNLIKELY(op == KITE_OP_TEXT)) {
+            c->flags &= (uint16_t)~F_IN_CB;
+            rc = whole_message(c, (uint8_t)op, data, n); /* the full UTF-8 test (§8.1) */
+            c->flags |= F_IN_CB;
+        } else {
+            /* deliver_message(), with msg_op left at 0 (no one reads it meanwhile) and
+             * without msg_reset(): between messages with the parser idle, aux->msg is
+             * already empty and small (whatever gathered a message, a frame or a control
+             * frame in it was reset when that ended). */
+            rc = on_message(c, op, data, n, c->ud);
+        }
+        if (KITE_UNLIKELY(rc == KITE_PAUSE || (c->flags & F_STOP))) {
+            *stop = true;
+            break;
+        }
+    }
+    after_cb(c); /* an on_close that a callback provoked fires now */
+    if (last) {
+        struct kite__frame_hdr *h = &c->p.hdr;
+        h->opcode = last[0] & 0x0Fu;
+        h->fin = true;
+        h->rsv = 0;
+        h->masked = true;
+        memcpy(h->mask, last + 2, 4);
+        h->payload_len = last[1] & 0x7Fu;
+        c->p.msg_opcode = h->opcode;
+    }
+    return (size_t)(f - in);
 }
 
 ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len, uint64_t now_ms)
@@ -743,6 +830,12 @@ ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len, uint64_t 
     /* With the input used up, go on only to finish a frame whose last event is still
      * owed (the zero-length DATA of an empty frame whose header ended the input). */
     while (off < len || !kite__frame_idle(&c->p)) {
+        if (hot_ok(c)) {
+            bool stop = false;
+            off += hot_messages(c, in + off, len - off, &stop);
+            if (stop || off == len)
+                break; /* off == len: the parser is between frames */
+        }
         size_t n = 0;
         struct kite__frame_event ev;
         int rc;
@@ -817,13 +910,11 @@ static int ext_send(struct kite_codec *c, enum kite_opcode type, const void *dat
     return rc;
 }
 
-int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *data, size_t len)
+/* kite_codec_send() past its fast path. Out of line, so that the fast path saves no
+ * registers. */
+NOINLINE static int send_general(struct kite_codec *c, enum kite_opcode type, const void *data,
+                                 size_t len)
 {
-    /* A small message from a server that may send and has no extensions: the usual
-     * echo or chat reply, without the general checks below. */
-    if (KITE_LIKELY(!(c->flags & (F_CLIENT | F_EXT | F_DONE | F_CLOSE_SENT)) && len < 126 &&
-                    (type == KITE_OP_TEXT || type == KITE_OP_BINARY) && data))
-        return put_small(c, (uint8_t)(0x80 | type), data, len);
     if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
         return KITE_ERR_INVALID;
     int rc = can_send(c);
@@ -832,6 +923,16 @@ int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *dat
     if ((c->flags & (F_EXT | F_RAW)) == F_EXT)
         return ext_send(c, type, data, len);
     return put_frame(c, (uint8_t)(0x80 | type), data, len);
+}
+
+int kite_codec_send(struct kite_codec *c, enum kite_opcode type, const void *data, size_t len)
+{
+    /* A small message from a server that may send and has no extensions: the usual
+     * echo or chat reply, without the general checks. */
+    if (KITE_LIKELY((type == KITE_OP_TEXT || type == KITE_OP_BINARY) && data &&
+                    kite__codec_put_small(c, (uint8_t)(0x80 | type), data, len)))
+        return KITE_OK;
+    return send_general(c, type, data, len);
 }
 
 /* Queue n1 bytes from p1 and then n2 from p2 in one reservation. */
@@ -1104,6 +1205,7 @@ static bool codec_init(struct kite_codec *c, const struct kite_codec_config *cfg
         c->flags |= F_RAW;
     kite__frame_parser_init(&c->p, cfg->role, c->opt->max_frame_size, rsv,
                             cfg->role == KITE_ROLE_SERVER && c->opt->masking);
+    c->p.small_max = small_max(c->opt);
     c->timer = add_ms(now_ms, c->opt->ping_period_ms);
     return true;
 }
@@ -1200,6 +1302,7 @@ int kite_codec_set_options(struct kite_codec *c, const struct kite_ws_options *o
     c->aux->own = *o;
     c->opt = &c->aux->own;
     c->p.max_frame_size = o->max_frame_size;
+    c->p.small_max = small_max(o);
     if (!(c->flags & F_CLIENT))
         c->p.require_mask = o->masking;
     if (c->flags & F_DONE)

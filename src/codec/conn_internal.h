@@ -49,9 +49,12 @@ struct kite_codec {
     uint8_t msg_op; /* default mode: KITE_OP_TEXT/BINARY of the message in progress, or 0 */
 };
 
-/* Two of struct kite_codec's flags (F_* in conn.c), for the inline getters below. */
+/* Some of struct kite_codec's flags (F_* in conn.c), for the inline functions below. */
+#define KITE__CODEC_CLIENT (1u << 1)
 #define KITE__CODEC_CLOSE_SENT (1u << 2)
+#define KITE__CODEC_DONE (1u << 5)
 #define KITE__CODEC_FIRED (1u << 6)
+#define KITE__CODEC_EXT (1u << 13)
 
 /*
  * Inline forms of the public getters for the layers built on the codec (session,
@@ -73,6 +76,60 @@ static inline size_t kite__codec_pending_len(const struct kite_codec *c)
 /* kite_codec_transport_closed(c, 0) for a connection the owner drops on purpose
  * (kite_session_terminate): the close record, whatever frame it holds, says LOCAL. */
 void kite__codec_abort(struct kite_codec *c);
+
+/* Copy n <= 125 bytes (dst and src apart) without a call: whole 16-, 8- or 4-byte
+ * words, the last one ending at n and overlapping the one before it. */
+static inline void kite__copy_small(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    if (n >= 16) {
+        uint8_t head[16], tail[16];
+        memcpy(head, src, 16);
+        memcpy(tail, src + n - 16, 16);
+        memcpy(dst, head, 16);
+        for (size_t i = 16; i + 16 < n; i += 16)
+            memcpy(dst + i, src + i, 16);
+        memcpy(dst + n - 16, tail, 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    }
+}
+
+/*
+ * kite_codec_send() of a small message, inline for the layer that sends most messages
+ * (the session): a server frame with a 7-bit length and no mask (§5.1, §5.2), queued
+ * with one reservation. `first` is 0x81 or 0x82, data is not NULL. Only when no flag
+ * stands in the way (client role, extensions, closing), len < 126 and the output buffer
+ * has room already; returns false otherwise, with nothing done: kite_codec_send() then
+ * takes it (and grows the buffer). No calls, so the callers' fast paths save no registers.
+ */
+static inline bool kite__codec_put_small(struct kite_codec *c, uint8_t first, const void *data,
+                                         size_t len)
+{
+    struct kite_buf *b = &c->out;
+    if (KITE_UNLIKELY((c->flags & (KITE__CODEC_CLIENT | KITE__CODEC_EXT | KITE__CODEC_DONE |
+                                   KITE__CODEC_CLOSE_SENT)) ||
+                      len >= 126 || b->cap - b->off - b->len < len + 2))
+        return false;
+    uint8_t *dst = b->data + b->off + b->len;
+    dst[0] = first;
+    dst[1] = (uint8_t)len;
+    kite__copy_small(dst + 2, data, len);
+    b->len += len + 2;
+    return true;
+}
 
 /* ------------------------------------------------------------------------------------
  * Extensions (ext.c)

@@ -51,6 +51,10 @@
 #include "util/util.h"
 #include "kite/codec.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 enum kite__fev {
     KITE__FEV_NEED_MORE = 0,
     KITE__FEV_HEADER = 1,
@@ -91,6 +95,7 @@ struct kite__frame_parser {
     uint8_t hlen;        /* bytes in hbuf */
     bool in_message;     /* a fragmented data message is in progress (§5.4) */
     uint8_t msg_opcode;  /* its opcode (TEXT or BINARY) */
+    uint8_t small_max;   /* not the parser's: the codec's hot-loop size limit (conn.c) */
 };
 
 struct kite__frame_event {
@@ -155,10 +160,8 @@ size_t kite__frame_write_header(uint8_t *out, uint8_t first, uint64_t payload_le
  * (§5.3). Computed in registers: building it byte by byte in memory and loading it
  * back as a word would stall store forwarding, which costs more than a small payload.
  */
-static inline uint64_t kite__mask_word(const uint8_t key[4], size_t offset)
+static inline uint64_t kite__mask_word32(uint32_t k, size_t offset)
 {
-    uint32_t k;
-    memcpy(&k, key, 4);
     unsigned sh = (unsigned)(offset & 3) * 8;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     k = (k << sh) | (k >> ((32 - sh) & 31));
@@ -166,6 +169,81 @@ static inline uint64_t kite__mask_word(const uint8_t key[4], size_t offset)
     k = (k >> sh) | (k << ((32 - sh) & 31));
 #endif
     return (uint64_t)k << 32 | k;
+}
+/* The same from the key's four bytes. */
+static inline uint64_t kite__mask_word(const uint8_t key[4], size_t offset)
+{
+    uint32_t k;
+    memcpy(&k, key, 4);
+    return kite__mask_word32(k, offset);
+}
+
+/*
+ * Unmask a short payload p[0..n) (n <= 125, a 7-bit length) in place with the key
+ * whose bytes, in memory order, are those of `key` (§5.3, from key position 0), and
+ * tell whether the result is all ASCII (then also valid UTF-8, §8.1). Each width does
+ * the head in whole blocks and the tail as one block that ends at n, overlapping the
+ * one before it: the tail is loaded before anything is stored, so the bytes both cover
+ * get the same value twice, and no byte outside the payload is read or written. A
+ * message of 16 to 32 bytes takes two 16-byte steps and no loop. Inline: it is the hot
+ * loop's whole work.
+ */
+static inline bool kite__unmask_short(uint8_t *p, size_t n, uint32_t key)
+{
+#if defined(__SSE2__)
+    if (n >= 16) {
+        /* The head block, the blocks between (none up to 32 bytes), the tail block;
+         * (n - 16) % 4 == n % 4 picks the tail's key rotation. */
+        __m128i *hp = (__m128i *)(void *)p, *tp = (__m128i *)(void *)(p + n - 16);
+        __m128i k = _mm_set1_epi32((int)key);
+        __m128i kt = _mm_set1_epi32((int)(uint32_t)kite__mask_word32(key, n));
+        __m128i head = _mm_xor_si128(_mm_loadu_si128(hp), k);
+        __m128i tail = _mm_xor_si128(_mm_loadu_si128(tp), kt);
+        __m128i acc = _mm_or_si128(head, tail);
+        _mm_storeu_si128(hp, head);
+        for (size_t i = 16; i + 16 < n; i += 16) {
+            __m128i *q = (__m128i *)(void *)(p + i);
+            __m128i v = _mm_xor_si128(_mm_loadu_si128(q), k);
+            _mm_storeu_si128(q, v);
+            acc = _mm_or_si128(acc, v);
+        }
+        _mm_storeu_si128(tp, tail);
+        return _mm_movemask_epi8(acc) == 0;
+    }
+#endif
+    uint64_t acc = 0;
+    if (n >= 8) {
+        size_t t = n - 8;
+        uint64_t kw = kite__mask_word32(key, 0), tail;
+        memcpy(&tail, p + t, 8);
+        tail ^= kite__mask_word32(key, t);
+        acc = tail;
+        for (size_t i = 0; i < t; i += 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            w ^= kw;
+            memcpy(p + i, &w, 8);
+            acc |= w;
+        }
+        memcpy(p + t, &tail, 8);
+    } else if (n >= 4) {
+        uint32_t head, tail;
+        memcpy(&head, p, 4);
+        memcpy(&tail, p + n - 4, 4);
+        head ^= key;
+        tail ^= (uint32_t)kite__mask_word32(key, n - 4);
+        memcpy(p, &head, 4);
+        memcpy(p + n - 4, &tail, 4);
+        acc = head | tail;
+    } else {
+        uint8_t kb[4];
+        memcpy(kb, &key, 4);
+        for (size_t i = 0; i < n; i++) {
+            p[i] ^= kb[i];
+            acc |= p[i];
+        }
+    }
+    return (acc & 0x8080808080808080ull) == 0;
 }
 
 /* Copy `len` bytes from src to dst masking them with key from position `offset` (any

@@ -23,6 +23,12 @@ enum {
     S_TIMER_STALE = 1u << 12, /* timer_key says nothing: update_timer must look */
 };
 
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
 static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
                          size_t len, void *ud);
 static int cc_on_frame(struct kite_codec *c, const struct kite_frame *f, void *ud);
@@ -749,7 +755,7 @@ static void fail_limit(struct kite_session *s)
     finish(s);
 }
 
-static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_t rsv,
+NOINLINE static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_t rsv,
                    const void *data, size_t len, size_t *buffered, bool whole)
 {
     if (!s || (!data && len))
@@ -787,22 +793,77 @@ static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_
     return KITE_SEND_OK;
 }
 
+/* send_small() leaves the message to do_send(). Not a value kite_session_send returns. */
+#define SEND_GENERAL 100
+
+/*
+ * do_send() for the usual message: small (len < 126), whole, on an open session with
+ * nothing of its own in the way (no prefix still to write, no limits of its own: no
+ * `ext`). One test of the state, the codec's inline queueing, then the same limits and
+ * answers as do_send(), except for want_flush(), which the caller does. Anything else
+ * (a closing codec, an output buffer that must grow) returns SEND_GENERAL with nothing
+ * done. Makes no calls.
+ */
+static inline int send_small(struct kite_session *s, enum kite_opcode type, const void *data,
+                             size_t len, size_t *buffered)
+{
+    if ((s->flags & (S_OPENED | S_DEAD | S_CLOSED | S_TERMINATE)) != S_OPENED || s->ext ||
+        len >= 126)
+        return SEND_GENERAL;
+    struct kite_codec *c = s->codec;
+    const struct kite_send_limits *l = s->cfg->send;
+    if (kite__codec_pending_len(c) + len + 14 > l->hard_limit || /* as in do_send() */
+        !kite__codec_put_small(c, (uint8_t)(0x80 | type), data, len))
+        return SEND_GENERAL;
+    size_t q = kite__codec_pending_len(c);
+    if (buffered)
+        *buffered = q;
+    if (q >= l->high_water) {
+        s->flags |= S_WANT_DRAIN;
+        return KITE_SEND_QUEUED;
+    }
+    return KITE_SEND_OK;
+}
+
+/* want_flush() after send_small(), for the first message of a batch; passes rc on. */
+NOINLINE static int flush_after(struct kite_session *s, int rc)
+{
+    want_flush(s);
+    return rc;
+}
+
+/* A whole text or binary message: send_small(), else do_send(). */
+static inline int send_whole(struct kite_session *s, enum kite_opcode type, const void *data,
+                             size_t len, size_t *buffered)
+{
+    if (KITE_LIKELY(s && data)) {
+        int rc = send_small(s, type, data, len, buffered);
+        if (KITE_LIKELY(rc != SEND_GENERAL)) {
+            /* want_flush() without a call when the flush is queued already. */
+            if (!kite__pending_queued(&s->flush) && !(s->flags & (S_WRITE_WAIT | S_DEAD)))
+                return flush_after(s, rc);
+            return rc;
+        }
+    }
+    return do_send(s, type, true, 0, data, len, buffered, true);
+}
+
 int kite_session_send(struct kite_session *s, enum kite_opcode type, const void *data, size_t len,
                       size_t *buffered)
 {
     if (type != KITE_OP_TEXT && type != KITE_OP_BINARY)
         return KITE_ERR_INVALID;
-    return do_send(s, type, true, 0, data, len, buffered, true);
+    return send_whole(s, type, data, len, buffered);
 }
 
 int kite_session_send_text(struct kite_session *s, const char *text, size_t len, size_t *buffered)
 {
-    return do_send(s, KITE_OP_TEXT, true, 0, text, len, buffered, true);
+    return send_whole(s, KITE_OP_TEXT, text, len, buffered);
 }
 
 int kite_session_send_binary(struct kite_session *s, const void *data, size_t len, size_t *buffered)
 {
-    return do_send(s, KITE_OP_BINARY, true, 0, data, len, buffered, true);
+    return send_whole(s, KITE_OP_BINARY, data, len, buffered);
 }
 
 int kite_session_send_str(struct kite_session *s, const char *text)

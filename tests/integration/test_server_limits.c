@@ -226,6 +226,32 @@ TEST(limits_hard_limit_drop)
     ASSERT_EQ(ts_stop(&t), 0);
 }
 
+/*
+ * The same limits for small messages, which take the session's short send path: 22
+ * bytes a message framed (RFC 6455 §5.2), so the 5th send reaches the high-water mark
+ * of 100 (QUEUED) and the 14th would pass the hard limit of 300 (14 bytes of header
+ * room are counted): under CLOSE it is refused, and so is everything after it.
+ */
+TEST(limits_small_messages_queue_then_hit_the_hard_limit)
+{
+    struct kite_send_limits sl;
+    kite_send_limits_init(&sl);
+    sl.high_water = 100;
+    sl.hard_limit = 300;
+    sl.policy = KITE_SEND_POLICY_CLOSE;
+    struct ts t;
+    start_with(&t, NULL, &sl);
+    struct tc *c = tc_open_ok(t.port, "/t", NULL);
+    tc_text(c, "cmd:flood 40 20");
+    ASSERT_REC("flood ok=4 queued=9 dropped=0 closed=27;", 3000);
+    ASSERT_EQ(read_binaries(c, 40, 20), 13);
+    ASSERT_REC("client-saw-close 1008;", 3000);
+    tc_close(c, 1008, NULL);
+    ASSERT(tc_wait_eof(c, 3000));
+    tc_free(c);
+    ASSERT_EQ(ts_stop(&t), 0);
+}
+
 /* ---- per-session overrides ---------------------------------------------------------- */
 
 static void ovr_open(struct kite_session *s, const struct kite_request *req, void *ud)

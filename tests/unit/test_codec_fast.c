@@ -7,7 +7,10 @@
  *     (RFC 3629 §4);
  *   - kite_codec_recv_space() (reading into the codec's buffer) and
  *     kite_codec_send_direct() (writing before queueing) against plain recv and send;
- *   - kite_codec_new_in(), shared_options, and the per-thread cache of large buffers.
+ *   - kite_codec_new_in(), shared_options, and the per-thread cache of large buffers;
+ *   - the hot loop of kite_codec_recv() (whole small masked messages handed over without
+ *     the parser's events) and the inline small send, against feeding the same bytes
+ *     one at a time, which never takes them; and their unmasking and copying helpers.
  */
 #include "codec/conn_internal.h"
 #include "codec/utf8.h"
@@ -615,4 +618,251 @@ TEST(large_buffer_cache_reuses_and_trims)
     ASSERT(kite__buf_reserve(&b, NULL, 1000));
     kite__buf_free(&b, NULL);
     ASSERT_EQ(kite__buf_cache_bytes(), 0);
+}
+
+/* RFC 6455 §5.3: the hot loop's unmasking of a short payload matches kite_mask(), says
+ * "all ASCII" exactly when no byte has its top bit set, and touches nothing outside. */
+TEST(unmask_short_matches_kite_mask)
+{
+    for (int iter = 0; iter < 4000; iter++) {
+        size_t n = (size_t)(rnd() % 126), at = 8 + (size_t)(rnd() % 8);
+        uint8_t key[4], a[160], ref[160];
+        for (int i = 0; i < 4; i++)
+            key[i] = (uint8_t)rnd();
+        bool high = (rnd() & 1) != 0;
+        for (size_t i = 0; i < sizeof(a); i++)
+            a[i] = (uint8_t)rnd();
+        /* Plain text that is sometimes ASCII, masked as a client would. */
+        for (size_t i = 0; i < n; i++) {
+            uint8_t plain = (uint8_t)(high ? rnd() : rnd() & 0x7F);
+            a[at + i] = plain ^ key[i & 3];
+        }
+        memcpy(ref, a, sizeof(a));
+        kite_mask(ref + at, n, key, 0);
+        bool ascii = true;
+        for (size_t i = 0; i < n; i++)
+            ascii = ascii && ref[at + i] < 0x80;
+        uint32_t k;
+        memcpy(&k, key, 4);
+        ASSERT_EQ(kite__unmask_short(a + at, n, k), ascii);
+        ASSERT(memcmp(a, ref, sizeof(a)) == 0);
+    }
+}
+
+/* The inline copy of the small send copies exactly n bytes, whatever n (0-125). */
+TEST(copy_small_copies_exactly)
+{
+    for (size_t n = 0; n < 126; n++) {
+        uint8_t src[160], dst[160], ref[160];
+        for (size_t i = 0; i < sizeof(src); i++) {
+            src[i] = (uint8_t)rnd();
+            dst[i] = ref[i] = (uint8_t)rnd();
+        }
+        memcpy(ref + 3, src + 5, n);
+        kite__copy_small(dst + 3, src + 5, n);
+        ASSERT(memcmp(dst, ref, sizeof(dst)) == 0);
+    }
+}
+
+/* What a codec did, as one running hash per kind of event, and what a test callback
+ * should do at the k-th message (the same in both runs being compared). */
+struct trace {
+    uint32_t msgs;   /* hash of every message: type, length, bytes */
+    int count;       /* messages delivered */
+    int pause_every; /* return KITE_PAUSE from every pause_every-th message (0: never) */
+    int limit_at;    /* at this message, lower max_message_size to 20 */
+    int close_at;    /* at this message, start the close handshake (1000) */
+    bool echo;       /* send every message back */
+    bool closed;
+    struct kite_close_info ci;
+};
+
+static int trace_msg(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
+                     size_t len, void *ud)
+{
+    struct trace *t = ud;
+    t->count++;
+    uint8_t head[9] = {(uint8_t)type};
+    for (int i = 0; i < 8; i++)
+        head[1 + i] = (uint8_t)((uint64_t)len >> (8 * i));
+    t->msgs = (t->msgs ^ fnv(head, sizeof(head))) * 16777619u ^ fnv(data, len);
+    ASSERT_EQ(kite_codec_recv(c, NULL, 0, 0), KITE_ERR_STATE); /* not re-entrant */
+    if (t->echo)
+        (void)kite_codec_send(c, type, data, len);
+    if (t->count == t->limit_at) {
+        struct kite_ws_options o = *kite_codec_options(c);
+        o.max_message_size = 20;
+        ASSERT_EQ(kite_codec_set_options(c, &o, 0), KITE_OK);
+    }
+    if (t->count == t->close_at)
+        ASSERT_EQ(kite_codec_close(c, 1000, "bye", 0), KITE_OK);
+    return t->pause_every && t->count % t->pause_every == 0 ? KITE_PAUSE : KITE_OK;
+}
+
+static void trace_close(struct kite_codec *c, const struct kite_close_info *ci, void *ud)
+{
+    struct trace *t = ud;
+    KITE_UNUSED(c);
+    t->closed = true;
+    t->ci = *ci;
+}
+
+static const struct kite_codec_callbacks trace_cb = {.on_message = trace_msg,
+                                                     .on_close = trace_close};
+
+/* One frame of a random stream, masked as a client's unless `unmasked`. */
+static size_t random_frame(uint8_t *o, uint8_t b0, size_t plen, bool unmasked)
+{
+    static const uint8_t texts[][4] = {{'a', 'b', 'c', 'd'},  {0xC3, 0xA9, 'x', 'y'},
+                                       {0xE2, 0x82, 0xAC, 'z'}, {0xF0, 0x9F, 0x98, 0x80},
+                                       {0xED, 0xA0, 0x80, 'q'}, {0xC0, 0xAF, 'o', 'k'}};
+    uint8_t payload[300], key[4];
+    unsigned kind = (unsigned)(rnd() % 32); /* 0-5: those texts; 7: any bytes; else ASCII */
+    if (kind > 7)
+        kind = 6;
+    for (size_t i = 0; i < plen; i++) {
+        if (kind < 6)
+            payload[i] = texts[kind][i % 4];
+        else
+            payload[i] = (uint8_t)(kind == 6 ? rnd() & 0x7F : rnd());
+    }
+    if (kind < 6 && (rnd() & 7) == 0 && plen)
+        payload[plen - 1] = 'e'; /* sometimes cut a character short */
+    for (int i = 0; i < 4; i++)
+        key[i] = (uint8_t)rnd();
+    unsigned len7 = plen < 126 ? (unsigned)plen : 126;
+    return put_frame(o, b0, !unmasked, len7, plen, key, payload, plen);
+}
+
+/* A stream of frames: mostly the hot loop's (0x81/0x82, masked, up to 125 bytes), with
+ * everything it must leave to the general path mixed in (§5.2, §5.4, §5.5). */
+static size_t random_stream(uint8_t *o, size_t cap)
+{
+    size_t n = 0;
+    int frames = 1 + (int)(rnd() % 24);
+    for (int f = 0; f < frames && n + 400 < cap; f++) {
+        unsigned r = (unsigned)(rnd() % 64);
+        size_t small = (size_t)(rnd() % 126);
+        if (r >= 32 || r < 20) {
+            n += random_frame(o + n, (r & 1) ? 0x82 : 0x81, small, false);
+        } else if (r < 22) {
+            n += random_frame(o + n, 0x89, small, false); /* ping: a pong goes out */
+        } else if (r < 23) {
+            n += random_frame(o + n, 0x8A, small % 10, false);
+        } else if (r < 24) {
+            n += random_frame(o + n, 0x81, small, true); /* unmasked */
+        } else if (r < 26) {
+            n += random_frame(o + n, 0x01, small, false); /* fragmented */
+            n += random_frame(o + n, 0x80, (size_t)(rnd() % 126), false);
+        } else if (r < 28) {
+            n += random_frame(o + n, (r & 1) ? 0x82 : 0x81, 126 + (size_t)(rnd() % 150), false);
+        } else if (r < 29) {
+            n += random_frame(o + n, (rnd() & 1) ? 0xC1 : 0x83, small, false); /* bad */
+        } else if (r < 30) {
+            n += random_frame(o + n, 0x80, small, false); /* continuation of nothing */
+        } else if (r < 31 && f == frames - 1) {
+            uint8_t close[2] = {0x03, 0xE8};
+            uint8_t key[4] = {1, 2, 3, 4};
+            n += put_frame(o + n, 0x88, true, 2, 2, key, close, 2);
+        } else {
+            n += random_frame(o + n, 0x82, 0, false);
+        }
+    }
+    return n;
+}
+
+struct run {
+    struct trace t;
+    uint32_t out; /* hash of everything the codec queued to send */
+    size_t out_len;
+    struct kite__frame_parser p; /* the parser state left behind */
+};
+
+/* Feed `in` to a fresh server codec, whole (`step` 0) or `step` bytes per call, calling
+ * again after each KITE_PAUSE; stop when the codec takes no more. */
+static void run_codec(struct run *r, const struct kite_ws_options *o, const uint8_t *in,
+                      size_t len, size_t step)
+{
+    struct kite_codec_config cfg;
+    kite_codec_config_init(&cfg);
+    cfg.options = *o;
+    struct kite_codec *c = kite_codec_new(&cfg, &trace_cb, &r->t, 0);
+    ASSERT(c);
+    static uint8_t buf[8192];
+    memcpy(buf, in, len);
+    size_t off = 0;
+    while (off < len) {
+        size_t n = step ? KITE_MIN(step, len - off) : len - off;
+        ssize_t got = kite_codec_recv(c, buf + off, n, 0);
+        ASSERT(got >= 0);
+        if (got == 0 && (kite_codec_is_closed(c) || kite_codec_close_sent(c)))
+            break; /* the codec stopped reading */
+        if (got == 0) {
+            /* Paused or waiting: only waiting for more is allowed with input left. */
+            ASSERT(step != 0);
+            break;
+        }
+        off += (size_t)got;
+    }
+    const uint8_t *out;
+    r->out_len = kite_codec_pending(c, &out);
+    r->out = fnv(out ? out : (const uint8_t *)"", r->out_len);
+    r->p = c->p;
+    kite_codec_free(c);
+}
+
+/*
+ * The hot loop must decide exactly what the general path decides: the same messages
+ * (§5.6), the same failures and close codes (§5.1, §5.2, §5.4, §7.4, §8.1), the same
+ * output (echoes through the inline small send, pongs, close frames), with callbacks
+ * that pause delivery, change the size limit or start the close handshake mid-batch.
+ * Fed one byte at a time, a codec never has a whole frame in its input, so that run
+ * is the general path's answer.
+ */
+TEST(hot_loop_agrees_with_general_path)
+{
+    static uint8_t in[8192];
+    long hot_msgs = 0;
+    for (int iter = 0; iter < 4000; iter++) {
+        size_t len = random_stream(in, sizeof(in));
+        struct kite_ws_options o;
+        kite_ws_options_init(&o);
+        unsigned lim = (unsigned)(rnd() % 4);
+        if (lim == 1)
+            o.max_message_size = 40;
+        else if (lim == 2)
+            o.max_frame_size = 60;
+        o.masking = (rnd() % 4) != 0;
+        struct trace t = {.pause_every = (int)(rnd() % 4),
+                          .limit_at = (rnd() % 4) ? 0 : (int)(rnd() % 16),
+                          .close_at = (rnd() % 4) ? 0 : (int)(rnd() % 12),
+                          .echo = (rnd() % 3) != 0};
+        struct run whole = {.t = t}, bytes = {.t = t};
+        run_codec(&whole, &o, in, len, 0);
+        run_codec(&bytes, &o, in, len, 1);
+        ASSERT_EQ(whole.t.count, bytes.t.count);
+        ASSERT_UEQ(whole.t.msgs, bytes.t.msgs);
+        ASSERT_EQ(whole.t.closed, bytes.t.closed);
+        if (whole.t.closed) {
+            ASSERT_EQ(whole.t.ci.code, bytes.t.ci.code);
+            ASSERT_EQ(whole.t.ci.error, bytes.t.ci.error);
+            ASSERT_EQ(whole.t.ci.clean, bytes.t.ci.clean);
+            ASSERT_EQ(whole.t.ci.initiator, bytes.t.ci.initiator);
+            ASSERT_STREQ(whole.t.ci.reason, bytes.t.ci.reason);
+        }
+        ASSERT_UEQ(whole.out_len, bytes.out_len);
+        ASSERT_UEQ(whole.out, bytes.out);
+        /* The last frame's header, as the events leave it. */
+        ASSERT_EQ(whole.p.hdr.opcode, bytes.p.hdr.opcode);
+        ASSERT_EQ(whole.p.hdr.fin, bytes.p.hdr.fin);
+        ASSERT_EQ(whole.p.hdr.rsv, bytes.p.hdr.rsv);
+        ASSERT_EQ(whole.p.hdr.masked, bytes.p.hdr.masked);
+        ASSERT(memcmp(whole.p.hdr.mask, bytes.p.hdr.mask, 4) == 0);
+        ASSERT_UEQ(whole.p.hdr.payload_len, bytes.p.hdr.payload_len);
+        ASSERT_EQ(whole.p.in_message, bytes.p.in_message);
+        ASSERT_EQ(whole.p.msg_opcode, bytes.p.msg_opcode);
+        hot_msgs += whole.t.count;
+    }
+    fprintf(stderr, "# %ld messages\n", hot_msgs);
+    ASSERT(hot_msgs > 8000);
 }
