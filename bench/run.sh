@@ -41,7 +41,8 @@
 # bench/plot.py then writes the medians, the ratios and the targets into
 # docs/benchmarks.md (between marker comments) and the plots into docs/img/; it can redo
 # that from the two files alone. About 8-15 minutes by default (the peers are slow to
-# accept 19,000 connections); --quick (1 round, shorter windows) about 2.
+# accept 19,000 connections); --quick (1 round, shorter windows) about 2. The variants
+# add about 10 minutes (1.5 with --quick).
 #
 # Exit status: 0 when every kite, kite-cb and raw run finished without errors (a peer's
 # failed run is reported in the table, not fatal), 1 otherwise, 2 on bad usage.
