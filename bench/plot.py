@@ -8,7 +8,11 @@ RESULTS.jsonl holds one `kite bench` JSON line per run, tagged by bench/run.sh w
 "server", "scenario", "round" and "failed". For every scenario and server this takes the
 median of each metric over the runs that did not fail, and writes markdown: one table per
 scenario with the ratios to the raw TCP echo, the targets kite must meet, and kite's
-ratio to each peer. The markdown goes to stdout and, with --doc, replaces what lies
+ratio to each peer. The variant scenarios (S1-TLS, S3-TLS, S1-PMD, S3-PMD, S1-HANDLER,
+S2-HANDLER) get tables with their base scenario's columns; where the raw echo took no
+part (TLS, PMD) the ratio columns compare each server with itself in the base scenario
+(what TLS or compression costs it), and their rows join the kite-against-each-peer
+table. The markdown goes to stdout and, with --doc, replaces what lies
 between the two marker comments in that file (appended with its own heading when the
 markers are missing). With --img it also draws one PNG per scenario with gnuplot:
 medians as bars, the spread of the rounds as error bars.
@@ -27,9 +31,10 @@ import tempfile
 BEGIN = "<!-- BEGIN bench/run.sh: generated, do not edit by hand -->"
 END = "<!-- END bench/run.sh -->"
 
-SERVERS = ["kite", "raw", "lws", "ws", "websockets"]
+SERVERS = ["kite", "kite-cb", "raw", "lws", "ws", "websockets"]
 LABELS = {
     "kite": "kite",
+    "kite-cb": "kite (callbacks)",
     "raw": "raw TCP echo",
     "lws": "libwebsockets",
     "ws": "Node ws",
@@ -100,6 +105,29 @@ SCENARIOS = {
     },
 }
 
+# Variant scenarios: the base scenario's metrics under another title (bench/run.sh says
+# how each is run).
+VARIANTS = [
+    ("S1-TLS", "S1", "S1-TLS: S1 over TLS (wss://)"),
+    ("S3-TLS", "S3", "S3-TLS: S3 over TLS (wss://)"),
+    ("S1-PMD", "S1", "S1-PMD: 100 connections x 16 in flight x 256 B compressible text, "
+                     "permessage-deflate"),
+    ("S3-PMD", "S3", "S3-PMD: 10 connections x 1 in flight x 1 MiB compressible binary, "
+                     "permessage-deflate"),
+    ("S1-HANDLER", "S1", "S1-HANDLER: S1 with the kite echo as a sequential handler"),
+    ("S2-HANDLER", "S2", "S2-HANDLER: S2 with the kite echo as a sequential handler"),
+]
+for _name, _base, _title in VARIANTS:
+    SCENARIOS[_name] = dict(SCENARIOS[_base], title=_title, base=_base)
+
+
+def label(srv, scen):
+    """A server's name in a scenario: kite is the handler echo in the HANDLER ones."""
+    if srv == "kite" and scen.endswith("-HANDLER"):
+        return "kite (handler)"
+    return LABELS[srv]
+
+
 # The targets (issue "Benchmarks: kite bench, peers side by side"): scenario, metric,
 # description, and a test on (kite median, raw median).
 TARGETS = [
@@ -164,21 +192,27 @@ def ratio(a, b):
     return a / b
 
 
-def scenario_table(scen, cells):
+def scenario_table(scen, cells, summary):
+    """The ratio columns divide by the raw echo in this scenario or, when it took no
+    part (a TLS or PMD variant), by the same server in the base scenario."""
     spec = SCENARIOS[scen]
     raw = cells.get("raw")
+    base = spec.get("base") if raw is None else None
+    refname = base or "raw"
     head = ["server"] + [m.header for m in spec["metrics"]]
-    head += ["%s x raw" % metric(scen, k).header.split(" us")[0] for k in spec["ratios"]]
+    head += ["%s x %s" % (metric(scen, k).header.split(" us")[0], refname)
+             for k in spec["ratios"]]
     head.append("runs ok")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for srv in SERVERS:
         if srv not in cells:
             continue
         c = cells[srv]
-        row = [LABELS[srv] if srv != "kite" else "**kite**"]
+        ref = summary.get(base, {}).get(srv) if base else raw
+        row = ["**%s**" % label(srv, scen) if srv == "kite" else label(srv, scen)]
         row += [fmt(m, med(c, m.key)) for m in spec["metrics"]]
         for k in spec["ratios"]:
-            r = ratio(med(c, k), med(raw, k))
+            r = ratio(med(c, k), med(ref, k))
             row.append("-" if r is None else "%.2f" % r)
         row.append("%d/%d" % (c["n"], c["of"]))
         lines.append("| " + " | ".join(row) + " |")
@@ -205,7 +239,11 @@ def peers_table(summary):
         return ""
     head = ["scenario", "metric"] + [LABELS[p] for p in peers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for scen, key, _, _ in TARGETS:
+    # Scenarios that were not run (a variants-only run) have no row.
+    rows = [(scen, key) for scen, key, _, _ in TARGETS if scen in summary]
+    rows += [(scen, key) for scen, _, _ in VARIANTS if scen in summary
+             for key in SCENARIOS[scen]["ratios"]]
+    for scen, key in rows:
         cells = summary.get(scen, {})
         m = metric(scen, key)
         row = [scen, m.header]
@@ -257,17 +295,22 @@ def failures(rows):
 
 def markdown(rows, summary, meta, images):
     parts = [BEGIN, "", header(meta), ""]
-    parts += ["Targets (kite against the raw TCP echo):", "", targets_table(summary), ""]
+    if any(scen in summary for scen, _, _, _ in TARGETS):
+        parts += ["Targets (kite against the raw TCP echo):", "", targets_table(summary), ""]
     pt = peers_table(summary)
     if pt:
+        handler = any(scen.endswith("-HANDLER") for scen in summary)
         parts += ["kite against each peer: kite's median divided by the peer's, on the same "
                   "metrics (lower is better for CPU, latency and RSS; higher for rates; "
-                  "within 2% is even):", "",
+                  "within 2% is even)" +
+                  (". In the HANDLER scenarios kite is the sequential-handler echo, and "
+                   "\"kite (callbacks)\" is the callback echo measured beside it:"
+                   if handler else ":"), "",
                   pt, ""]
     for scen, spec in SCENARIOS.items():
         if scen not in summary:
             continue
-        parts += ["### " + spec["title"], "", scenario_table(scen, summary[scen]), ""]
+        parts += ["### " + spec["title"], "", scenario_table(scen, summary[scen], summary), ""]
         if scen in images:
             parts += ["![%s](%s)" % (spec["title"], images[scen]), ""]
     f = failures(rows)
@@ -312,9 +355,10 @@ def plot(summary, img_dir, doc_dir):
                         v = cells.get(srv, {}).get(key)
                         if not v:
                             continue
-                        colour = 0xd95f02 if srv == "kite" else (0x7570b3 if srv == "raw" else 0x1b9e77)
+                        colour = (0xd95f02 if srv.startswith("kite") else
+                                  (0x7570b3 if srv == "raw" else 0x1b9e77))
                         f.write('"%s" %g %g %g %d "%s"\n' % (
-                            LABELS[srv].replace(" ", "\\n"), v[0], v[1], v[2], colour,
+                            label(srv, scen).replace(" ", "\\n"), v[0], v[1], v[2], colour,
                             m.fmt.format(v[0])))
                         vals.append(v)
                 if not vals:

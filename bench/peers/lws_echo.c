@@ -20,7 +20,16 @@
  * 1.7-2.5x faster but spent 20-50% more CPU per echoed message, and their signal
  * handling got in the way of a clean SIGTERM, so the default loop is the one measured.
  *
- * Usage: peer_lws_echo [--host IPV4] [--port N] [-q]
+ * For the variant scenarios it serves wss:// with --tls-cert/--tls-key (lws's own
+ * OpenSSL setup; the listening line then says wss://) and accepts permessage-deflate
+ * (RFC 7692) with --deflate, through lws's built-in extension at its default settings.
+ * Known limit (lws 4.1.6): when several connections receive compressed messages much
+ * larger than the extension's 1 KiB buffers at once, lws's inflate fails ("invalid
+ * distance too far back") and the connection closes; one connection at a time, or small
+ * messages, work. So S3-PMD fails for lws and S1-PMD does not.
+ *
+ * Usage: peer_lws_echo [--host IPV4] [--port N] [--tls-cert PEM --tls-key PEM]
+ *                      [--deflate] [-q]
  */
 #include <libwebsockets.h>
 
@@ -48,9 +57,14 @@ struct pss {
     struct msg *head, *tail;       /* replies waiting to be written */
     size_t queued;                 /* their payload bytes */
     bool paused;                   /* rx flow control is off */
+    /* --deflate: the message written last. lws's permessage-deflate compresses a big
+     * message in pieces, reading our buffer again on later POLLOUTs after lws_write()
+     * returned, and calls WRITEABLE only when it is done: so free it then. */
+    struct msg *written;
 };
 
 static volatile sig_atomic_t g_stop;
+static bool g_deflate; /* --deflate: one message per WRITEABLE callback, kept until the next */
 
 static void on_signal(int sig)
 {
@@ -87,6 +101,8 @@ static void queue_free(struct pss *p)
     p->queued = 0;
     free(p->rx);
     p->rx = NULL;
+    free(p->written);
+    p->written = NULL;
 }
 
 /* Gather one fragment; when the message is whole, queue it for the echo. */
@@ -124,6 +140,8 @@ static int on_receive(struct lws *wsi, struct pss *p, const void *in, size_t len
 /* Write queued replies until the queue is empty or lws had to buffer a write. */
 static int on_writeable(struct lws *wsi, struct pss *p)
 {
+    free(p->written); /* lws is done with it: it calls WRITEABLE after draining */
+    p->written = NULL;
     while (p->head) {
         struct msg *m = p->head;
         enum lws_write_protocol wp = m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
@@ -133,6 +151,12 @@ static int on_writeable(struct lws *wsi, struct pss *p)
         if (!p->head)
             p->tail = NULL;
         p->queued -= m->len;
+        if (g_deflate) {
+            p->written = m;
+            if (p->head)
+                lws_callback_on_writable(wsi);
+            break;
+        }
         free(m);
         if (lws_partial_buffered(wsi)) {
             lws_callback_on_writable(wsi);
@@ -169,10 +193,20 @@ static const struct lws_protocols protocols[] = {
     {0},
 };
 
+/* lws's permessage-deflate. The offer string only matters to lws clients; a server
+ * matches offers by name and answers with the extension's defaults. */
+static const struct lws_extension extensions[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_max_window_bits"},
+    {NULL, NULL, NULL},
+};
+
 struct args {
     const char *host;
     int port;
     bool quiet;
+    bool deflate;
+    const char *tls_cert, *tls_key;
 };
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -180,6 +214,12 @@ static int parse_args(int argc, char **argv, struct args *a)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-q") == 0) {
             a->quiet = true;
+        } else if (strcmp(argv[i], "--deflate") == 0) {
+            a->deflate = true;
+        } else if (i + 1 < argc && strcmp(argv[i], "--tls-cert") == 0) {
+            a->tls_cert = argv[++i];
+        } else if (i + 1 < argc && strcmp(argv[i], "--tls-key") == 0) {
+            a->tls_key = argv[++i];
         } else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) {
             a->host = argv[++i];
         } else if (i + 1 < argc && strcmp(argv[i], "--port") == 0) {
@@ -192,7 +232,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             return -1;
         }
     }
-    return 0;
+    return !a->tls_cert != !a->tls_key ? -1 : 0; /* both or neither */
 }
 
 /* lws sizes its fd table from the limit at context creation: 19,000 connections need
@@ -210,7 +250,8 @@ int main(int argc, char **argv)
 {
     struct args a = {.host = "127.0.0.1"};
     if (parse_args(argc, argv, &a) < 0) {
-        fprintf(stderr, "usage: peer_lws_echo [--host IPV4] [--port N] [-q]\n");
+        fprintf(stderr, "usage: peer_lws_echo [--host IPV4] [--port N] "
+                        "[--tls-cert PEM --tls-key PEM] [--deflate] [-q]\n");
         return 2;
     }
     lws_set_log_level(a.quiet ? LLL_ERR : LLL_ERR | LLL_WARN | LLL_NOTICE, NULL);
@@ -228,13 +269,22 @@ int main(int argc, char **argv)
     info.iface = a.host;
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (a.tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = a.tls_cert;
+        info.ssl_private_key_filepath = a.tls_key;
+    }
+    if (a.deflate)
+        info.extensions = extensions;
+    g_deflate = a.deflate;
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx) {
         fprintf(stderr, "peer_lws_echo: cannot create the lws context\n");
         return 1;
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
-    printf("listening on ws://%s:%d/\n", a.host, vh ? lws_get_vhost_listen_port(vh) : a.port);
+    printf("listening on %s://%s:%d/\n", a.tls_cert ? "wss" : "ws", a.host,
+           vh ? lws_get_vhost_listen_port(vh) : a.port);
     fflush(stdout);
     while (!g_stop && lws_service(ctx, 0) >= 0)
         ;

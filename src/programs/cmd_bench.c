@@ -91,6 +91,7 @@ struct bopts {
     uint32_t src_addrs;    /* --src-addrs: loopback source addresses to rotate over */
     uint32_t concurrency;  /* --concurrency: connection attempts in progress at once */
     bool tls;              /* wss:// or --tls */
+    bool deflate;          /* --deflate: offer permessage-deflate, require it, send words */
 };
 
 static void usage(FILE *out)
@@ -113,6 +114,8 @@ static void usage(FILE *out)
             "  --src-addrs N     rotate source addresses 127.0.0.1..N (16)\n"
             "  --concurrency N   connection attempts in progress at once (256)\n"
             "  --tls             speak TLS (wss://); the certificate is not verified\n"
+            "  --deflate         offer permessage-deflate (RFC 7692) and require it; the\n"
+            "                    messages are compressible text (words)\n"
             "  --json-only       print only the JSON result line\n");
 }
 
@@ -239,6 +242,8 @@ static int parse_flag(struct bopts *o, const char *name)
         o->raw_peer = true;
     else if (!strcmp(name, "--tls"))
         o->tls = true;
+    else if (!strcmp(name, "--deflate"))
+        o->deflate = true;
     else
         return 0;
     return 1;
@@ -463,6 +468,10 @@ struct bench {
     bool dst_loopback4;            /* bind sources to 127.0.0.x */
     struct kite_ws_client_req creq; /* what the upgrade asks for */
     SSL_CTX *tls;                  /* wss://: one client context for every connection */
+    struct kite_ext_list *exts;    /* --deflate: permessage-deflate installed */
+    char *ext_offer;               /* --deflate: the Sec-WebSocket-Extensions offer */
+    uint32_t n_deflate;            /* connections that negotiated permessage-deflate */
+    char deflate_agreed[128];      /* --deflate: the first connection's agreement */
     int ep;
     struct bconn *conns;
     uint32_t n_conns;              /* broadcast: subscribers + the publisher */
@@ -597,6 +606,36 @@ static enum verdict check_msg(const struct bench *b, uint32_t id, uint64_t seq,
     return MSG_ORDER;
 }
 
+static uint64_t xorshift64(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* --deflate: words from a small vocabulary in a pseudo-random order, separated by
+ * spaces. Like chat or JSON traffic it compresses (3.5:1 at zlib level 1, 4.8:1 at 6),
+ * but it is not one phrase repeated, which deflate would shrink to almost nothing. */
+static void fill_words(uint8_t *out, size_t n, uint64_t *x)
+{
+    static const char *const words[] = {
+        "the",    "server", "sends",   "a",       "message", "to",      "every",  "client",
+        "and",    "waits",  "for",     "its",     "reply",   "while",   "frames", "arrive",
+        "over",   "one",    "socket",  "with",    "text",    "data",    "user",   "status",
+        "online", "update", "channel", "price",   "order",   "id",      "time",   "value",
+        "event",  "room",   "join",    "leave",   "hello",   "world",   "queue",  "drain",
+        "close",  "open",   "ping",    "pong",    "chat",    "stream",  "ticker", "quote"};
+    size_t i = 0;
+    while (i < n) {
+        const char *w = words[(xorshift64(x) >> 32) % (sizeof(words) / sizeof(words[0]))];
+        for (; *w && i < n; w++)
+            out[i++] = (uint8_t)*w;
+        if (i < n)
+            out[i++] = ' ';
+    }
+}
+
 static int make_pattern(struct bench *b)
 {
     static const char alnum[] =
@@ -607,11 +646,13 @@ static int make_pattern(struct bench *b)
     if (!b->pat || !b->msg)
         return KITE_ERR_NOMEM;
     uint64_t x = 0x2545F4914F6CDD1Dull; /* xorshift64: fixed, so runs are comparable */
+    if (b->o.deflate) {
+        fill_words(b->pat, n, &x);
+        return KITE_OK;
+    }
     for (size_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b->pat[i] = b->o.binary ? (uint8_t)(x >> 32) : (uint8_t)alnum[(x >> 32) % 62];
+        uint64_t r = xorshift64(&x);
+        b->pat[i] = b->o.binary ? (uint8_t)(r >> 32) : (uint8_t)alnum[(r >> 32) % 62];
     }
     return KITE_OK;
 }
@@ -946,7 +987,8 @@ static void conn_connected(struct bench *b, struct bconn *k)
     tls_step(b, k);
 }
 
-static struct kite_codec *codec_make(struct bench *b, struct bconn *k, enum kite_role role);
+static struct kite_codec *codec_make(struct bench *b, struct bconn *k, enum kite_role role,
+                                     struct kite_ext_chain *chain);
 
 /* Is this the raw echo peer (its 101 says so), or did the user say it is? */
 static bool is_raw_peer(const struct bench *b, const struct kite_http_response *resp)
@@ -958,12 +1000,13 @@ static bool is_raw_peer(const struct bench *b, const struct kite_http_response *
     return h && kite__ieq(h->value, h->value_len, "raw-echo", 8);
 }
 
-/* The 101 is whole and valid: set up the codecs and hand them any bytes that came
- * with it. */
-static void conn_open(struct bench *b, struct bconn *k, bool raw, size_t head_len)
+/* The 101 is whole and valid: set up the codecs (the client one with the negotiated
+ * extensions, `chain`, which it takes over) and hand them any bytes that came with it. */
+static void conn_open(struct bench *b, struct bconn *k, bool raw, size_t head_len,
+                      struct kite_ext_chain *chain)
 {
-    k->tx = codec_make(b, k, KITE_ROLE_CLIENT);
-    k->rx = raw ? codec_make(b, k, KITE_ROLE_SERVER) : NULL;
+    k->tx = codec_make(b, k, KITE_ROLE_CLIENT, chain);
+    k->rx = raw ? codec_make(b, k, KITE_ROLE_SERVER, NULL) : NULL;
     if (!k->tx || (raw && !k->rx)) {
         conn_fail(b, k, "codec", kite_strerror(KITE_ERR_NOMEM));
         return;
@@ -980,6 +1023,53 @@ static void conn_open(struct bench *b, struct bconn *k, bool raw, size_t head_le
     }
     kite__buf_free(&k->hs, NULL);
     conn_sync(b, k);
+}
+
+/* What was agreed, in the header's notation ("" for all defaults). */
+static void describe_deflate(const void *inst, char *buf, size_t cap)
+{
+    struct kite_pmd_params p;
+    buf[0] = '\0';
+    if (kite_pmd_params(inst, &p) != KITE_OK)
+        return;
+    snprintf(buf, cap, "server_max_window_bits=%u; client_max_window_bits=%u%s%s",
+             p.server_max_window_bits, p.client_max_window_bits,
+             p.server_no_context_takeover ? "; server_no_context_takeover" : "",
+             p.client_no_context_takeover ? "; client_no_context_takeover" : "");
+}
+
+/* --deflate: build the chain from the 101's Sec-WebSocket-Extensions (all lines joined
+ * with ", ", RFC 9110 §5.3), and fail the connection unless permessage-deflate is in it:
+ * a run that asked for compression must not quietly measure without. */
+static int accept_deflate(struct bench *b, struct bconn *k, const struct kite_http_response *resp,
+                          struct kite_ext_chain **chain)
+{
+    struct kite_buf v = {0};
+    const struct kite_http_header *h;
+    size_t pos = 0;
+    int rc = KITE_OK;
+    while (rc == KITE_OK && (h = kite__http_header_next(resp->headers, resp->num_headers,
+                                                        "Sec-WebSocket-Extensions", &pos))) {
+        if (v.len > 0 && kite__buf_append(&v, NULL, ", ", 2) < 0)
+            rc = KITE_ERR_NOMEM;
+        else if (kite__buf_append(&v, NULL, h->value, h->value_len) < 0)
+            rc = KITE_ERR_NOMEM;
+    }
+    if (rc == KITE_OK)
+        rc = kite_ext_accept(b->exts, KITE_MODE_DEFAULT,
+                             v.len ? (const char *)kite__buf_head(&v) : NULL, v.len, NULL, chain);
+    kite__buf_free(&v, NULL);
+    void *inst = rc == KITE_OK ? kite_ext_chain_get(*chain, &kite_ext_permessage_deflate) : NULL;
+    if (!inst) {
+        kite_ext_chain_free(*chain);
+        *chain = NULL;
+        conn_fail(b, k, "handshake",
+                  rc < 0 ? kite_strerror(rc) : "the server did not accept permessage-deflate");
+        return -1;
+    }
+    if (b->n_deflate++ == 0)
+        describe_deflate(inst, b->deflate_agreed, sizeof(b->deflate_agreed));
+    return 0;
 }
 
 /* Check the server's response head (RFC 6455 §4.1: status 101, Upgrade, Connection,
@@ -1003,7 +1093,10 @@ static void hs_check(struct bench *b, struct bconn *k, size_t last_len)
         conn_fail(b, k, "handshake", d);
         return;
     }
-    conn_open(b, k, is_raw_peer(b, &resp), (size_t)n);
+    struct kite_ext_chain *chain = NULL;
+    if (b->exts && accept_deflate(b, k, &resp, &chain) < 0)
+        return;
+    conn_open(b, k, is_raw_peer(b, &resp), (size_t)n, chain);
 }
 
 static void hs_read(struct bench *b, struct bconn *k)
@@ -1246,11 +1339,15 @@ static const struct kite_codec_callbacks bench_callbacks = {
     .on_close = on_close,
 };
 
-static struct kite_codec *codec_make(struct bench *b, struct bconn *k, enum kite_role role)
+/* `chain` (may be NULL) goes to the codec, which owns it from then on, even when this
+ * fails. */
+static struct kite_codec *codec_make(struct bench *b, struct bconn *k, enum kite_role role,
+                                     struct kite_ext_chain *chain)
 {
     struct kite_codec_config cfg;
     kite_codec_config_init(&cfg);
     cfg.role = role;
+    cfg.extensions = chain;
     uint64_t max = KITE_MAX((uint64_t)b->o.size + 1024, cfg.options.max_frame_size);
     cfg.options.max_frame_size = max;
     cfg.options.max_message_size = max;
@@ -1609,6 +1706,9 @@ static void bench_free(struct bench *b)
     if (b->ep >= 0)
         close(b->ep);
     SSL_CTX_free(b->tls);
+    kite_ext_list_free(b->exts); /* after the codecs: their chains came from it */
+    kite__free(NULL, b->ext_offer);
+    kite_pmd_pool_trim();
     kite__free(NULL, b->conns);
     kite__free(NULL, b->rbuf);
     kite__free(NULL, b->h);
@@ -1642,6 +1742,33 @@ static int tls_setup(struct bench *b)
     return 0;
 }
 
+/* --deflate: install permessage-deflate for the client side of every connection and
+ * make the offer. The speed preset (zlib level 1, 15-bit windows, kept streams) keeps the
+ * generator's own compression cheap and asks nothing of the server's window, so the
+ * offer is "permessage-deflate; client_max_window_bits", what browsers send: each
+ * server answers with its own defaults. */
+static int deflate_setup(struct bench *b)
+{
+    struct kite_pmd_config pc;
+    b->exts = kite_ext_list_new(NULL);
+    int rc = b->exts ? kite_pmd_config_preset(&pc, KITE_PMD_SPEED) : KITE_ERR_NOMEM;
+    if (rc == KITE_OK)
+        rc = kite_ext_list_install(b->exts, &kite_ext_permessage_deflate, &pc);
+    ssize_t n = rc == KITE_OK ? kite_ext_offer(b->exts, KITE_MODE_DEFAULT, NULL, 0) : rc;
+    if (n > 0) {
+        b->ext_offer = kite__malloc(NULL, (size_t)n + 1);
+        n = !b->ext_offer ? KITE_ERR_NOMEM
+                          : kite_ext_offer(b->exts, KITE_MODE_DEFAULT, b->ext_offer, (size_t)n + 1);
+    }
+    if (n <= 0) {
+        fprintf(stderr, "kite bench: cannot set up permessage-deflate: %s\n",
+                kite_strerror(n < 0 ? (int)n : KITE_ERR_STATE));
+        return -1;
+    }
+    b->creq.extensions = (struct kite_view){b->ext_offer, (size_t)n};
+    return 0;
+}
+
 static int bench_setup(struct bench *b)
 {
     b->ep = -1;
@@ -1666,6 +1793,8 @@ static int bench_setup(struct bench *b)
     b->creq.host = kite__view_cstr(b->o.host);
     b->creq.port = (uint16_t)b->o.port;
     b->creq.path = kite__view_cstr(b->o.path);
+    if (b->o.deflate && deflate_setup(b) < 0)
+        return -1;
     return b->o.tls ? tls_setup(b) : 0;
 }
 
@@ -1739,6 +1868,12 @@ static void json_common(const struct bench *b)
     json_string("path", b->o.path);
     printf(",\"connections\":%u,\"open\":%u,\"raw_peer\":%s,\"tls\":%s", b->o.conns,
            conns_open(b), b->raw_seen ? "true" : "false", b->o.tls ? "true" : "false");
+    /* --deflate: connections that negotiated it (every one, or they failed), and the
+     * agreement of the first. */
+    printf(",\"deflate\":%s,\"deflate_conns\":%u", b->n_deflate > 0 ? "true" : "false",
+           b->n_deflate);
+    if (b->o.deflate)
+        json_string("deflate_params", b->deflate_agreed);
 }
 
 static void json_errors(const struct bench *b)

@@ -27,6 +27,8 @@ static const char usage[] =
     "  --tls-key FILE      ... and this PEM private key\n"
     "  --deflate[=PRESET]  accept permessage-deflate (RFC 7692) from clients that offer it;\n"
     "                      PRESET: balanced (default), speed, memory or max-ratio\n"
+    "  --handler           echo from a sequential handler (kite_receive/kite_send, one\n"
+    "                      coroutine per session) instead of callbacks\n"
     "  -q, --quiet         log errors only\n"
     "  -v, --verbose       also log every request and message\n"
     "\n"
@@ -99,18 +101,36 @@ static const struct kite_ws_callbacks callbacks = {
     .on_close = on_close,
 };
 
+/* Take echo's own flag, --handler, out of argv (the shared parser does not know it).
+ * Returns the new argc. */
+static int take_handler_flag(int argc, char **argv, bool *handler)
+{
+    int n = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--handler") == 0)
+            *handler = true;
+        else
+            argv[n++] = argv[i];
+    }
+    return n;
+}
+
 int prog_echo(int argc, char **argv)
 {
     struct prog_opts o = {
         .name = "echo", .host = "127.0.0.1", .port = 9001, .verbosity = PROG_NORMAL};
     kite_ws_options_init(&o.ws);
+    bool handler = false;
+    argc = take_handler_flag(argc, argv, &handler);
     int rc = prog_parse(argc, argv, &o, usage);
     if (rc)
         return rc == 1 ? 0 : rc;
     struct kite_app *app = prog_app_new(&o);
     if (!app)
         return 1;
-    if (!kite_route_ws_callbacks(app, "/{path...}", &callbacks, NULL) ||
+    struct kite_route *echo = handler ? prog_echo_handler_route(app, "/{path...}")
+                                      : kite_route_ws_callbacks(app, "/{path...}", &callbacks, NULL);
+    if (!echo ||
         !kite_route_get(app, "/health", prog_health, NULL)) {
         fprintf(stderr, "kite echo: cannot add routes (out of memory)\n");
         kite_app_free(app);

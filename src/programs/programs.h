@@ -75,6 +75,10 @@ unsigned long prog_session_id(struct kite_session *s);
  * notation) into buf[0..cap), "" when none. */
 void prog_extensions(struct kite_session *s, char *buf, size_t cap);
 
+/* echo_handler.c: add `kite echo`'s sequential-handler echo (--handler) on `path`.
+ * The route, or NULL when out of memory. */
+struct kite_route *prog_echo_handler_route(struct kite_app *app, const char *path);
+
 /* Subcommands. argv[0] is the subcommand name. Return the exit status. */
 int prog_demo(int argc, char **argv);
 int prog_echo(int argc, char **argv);

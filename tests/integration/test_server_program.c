@@ -258,3 +258,46 @@ TEST(program_ipv6_listening_line)
     ASSERT_EQ(reap(&p, 5000), 0);
     cleanup(&p);
 }
+
+/* `kite echo --handler`: the sequential-handler echo behaves as the callback one (types
+ * kept, pipelined messages in order, 1009 over --max-message, 1001 on SIGTERM) and logs
+ * the session's open and close. */
+TEST(program_echo_handler)
+{
+    struct proc p;
+    const char *args[] = {"echo", "--handler", "--port", "0", "--max-message", "1k", NULL};
+    spawn(&p, args, true);
+    ASSERT(p.port != 0);
+    struct tc *c = tc_open_ok(p.port, "/h", NULL);
+    char msg[32];
+    for (int i = 0; i < 50; i++) { /* all sent before any echo is read */
+        snprintf(msg, sizeof(msg), "message %d", i);
+        tc_text(c, msg);
+    }
+    for (int i = 0; i < 50; i++) {
+        snprintf(msg, sizeof(msg), "message %d", i);
+        TC_EXPECT(c, KITE_OP_TEXT, msg);
+    }
+    tc_send(c, KITE_OP_BINARY, true, "\x01\xfe", 2);
+    struct tc_frame f;
+    ASSERT_EQ(tc_next(c, &f, 3000), 1);
+    ASSERT(f.op == KITE_OP_BINARY && f.len == 2 && f.data[1] == 0xfe);
+    free(f.data);
+    struct tc *big = tc_open_ok(p.port, "/", NULL);
+    static char k[1025];
+    memset(k, 'k', sizeof(k));
+    tc_send(big, KITE_OP_TEXT, true, k, sizeof(k)); /* over --max-message 1k */
+    ASSERT_EQ(tc_expect_close(big, NULL, 0), 1009);
+    tc_free(big);
+    kill(p.pid, SIGTERM);
+    ASSERT_EQ(tc_expect_close(c, NULL, 0), 1001);
+    tc_close(c, 1001, NULL);
+    ASSERT(tc_wait_eof(c, 3000));
+    ASSERT_EQ(reap(&p, 6000), 0);
+    char err[4096];
+    read_all(p.err, err, sizeof(err));
+    ASSERT(strstr(err, "open /h from 127.0.0.1:") != NULL);
+    ASSERT(strstr(err, "close 1001") != NULL);
+    tc_free(c);
+    cleanup(&p);
+}
