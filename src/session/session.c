@@ -22,6 +22,7 @@ enum {
     S_LOCAL_ABORT = 1u << 10, /* terminate(): report the close as ours */
     S_IO_PARKED = 1u << 11,   /* paused with a hang-up pending: watcher stopped */
     S_TIMER_STALE = 1u << 12, /* timer_key says nothing: update_timer must look */
+    S_WRITE_ERR = 1u << 13,   /* a direct write failed: torn down by the next write_out */
 };
 
 static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
@@ -263,6 +264,12 @@ static void write_out(struct kite_session *s)
 {
     if (s->flags & (S_DEAD | S_TP_DONE))
         return;
+    if (s->flags & S_WRITE_ERR) {
+        /* A send's direct write failed (send_large): end the session here, outside
+         * the caller's dispatch. */
+        transport_ended(s, s->ext ? s->ext->write_err : -EPIPE);
+        return;
+    }
     struct iovec iov[2];
     int cnt = 0;
     size_t pre = s->ext ? s->ext->pre.len : 0;
@@ -696,7 +703,7 @@ int kite__session_on_flushed(struct kite_session *s, kite__session_flushed_cb *c
 
 static bool gone(const struct kite_session *s)
 {
-    return (s->flags & (S_DEAD | S_CLOSED | S_TERMINATE)) != 0;
+    return (s->flags & (S_DEAD | S_CLOSED | S_TERMINATE | S_WRITE_ERR)) != 0;
 }
 
 /* The hard limit was hit under the CLOSE policy: close with 1008 (RFC 6455 §7.4.1). */
@@ -705,6 +712,84 @@ static void fail_limit(struct kite_session *s)
     kite_codec_close(s->codec, KITE_CLOSE_POLICY, "send queue full", kite__loop_now(s->loop));
     want_flush(s);
     finish(s);
+}
+
+/* ---- large messages: written from the caller's buffer ------------------------------- */
+
+/*
+ * From this size a whole message with nothing queued ahead of it is written from the
+ * caller's buffer during the send (send_large). Below it corking wins: sends in one
+ * iteration share one writev, and copying a few KiB costs less than a system call. At
+ * 16 KiB the copy costs about what the call does, and the frame fills a TLS record,
+ * which the TLS transport hands to SSL_write as it is (shorter buffers are copied into
+ * its staging area anyway). The codec reads large payloads in place from the same size
+ * (DIRECT_MIN in codec/conn.c).
+ */
+#define DIRECT_SEND_MIN ((size_t)16 << 10)
+
+struct direct {
+    struct kite_session *s;
+    int err;          /* the transport failed (negative), or 0 */
+    bool short_write; /* the kernel did not take the whole frame */
+};
+
+/* kite_codec_write_cb: the frame header and the caller's payload in one writev. */
+static ssize_t direct_write(void *arg, const uint8_t *head, size_t hlen, const uint8_t *data,
+                            size_t len)
+{
+    struct direct *d = arg;
+    struct iovec iov[2] = {{(void *)head, hlen}, {(void *)data, len}};
+    ssize_t w = kite__tp_writev(&d->s->tp, iov, 2);
+    if (w == KITE_AGAIN)
+        w = 0;
+    if (w < 0) {
+        d->err = (int)w;
+        return w;
+    }
+    d->short_write = (size_t)w < hlen + len;
+    return w;
+}
+
+/*
+ * The transport failed during a send, or part of a frame is out and the rest could not
+ * be queued: the session cannot go on. Tearing it down here would run on_close inside
+ * the caller's send (perhaps while it walks a list of sessions), so keep the error and
+ * let the flush before the loop sleeps end the session (write_out). Nothing queued
+ * would ever be written: drop it, so the queue counts only what may still go out.
+ */
+static void direct_failed(struct kite_session *s, int err)
+{
+    struct kite__session_ext *e = ext_get(s);
+    if (e)
+        e->write_err = err;
+    s->flags |= S_WRITE_ERR;
+    kite_codec_consume(s->codec, kite__codec_pending_len(s->codec));
+    kite__pending_add(s->loop, &s->flush);
+}
+
+/*
+ * A large whole message, nothing queued before it (not even the rest of a 101): the
+ * codec frames it and, when it goes out as given (server role, no extension),
+ * direct_write hands header and payload to the transport at once. Only what the kernel
+ * does not take is copied into the queue (RFC 6455 §5.2 framing is the codec's). A
+ * short write means the kernel is full: wait for writability instead of trying again
+ * at the flush. Returns as kite_codec_send(), KITE_ERR_CLOSED after a transport
+ * failure.
+ */
+static int send_large(struct kite_session *s, enum kite_opcode op, const void *data, size_t len)
+{
+    struct direct d = {.s = s};
+    int rc = kite_codec_send_direct(s->codec, op, data, len, direct_write, &d);
+    if (d.err || (rc == KITE_ERR_NOMEM && kite__codec_close_sent(s->codec))) {
+        direct_failed(s, d.err ? d.err : rc);
+        return KITE_ERR_CLOSED;
+    }
+    if (rc == KITE_OK && d.short_write) {
+        s->flags |= S_WRITE_WAIT;
+        if (s->depth == 0)
+            finish(s); /* watch for writability now: no dispatch will end to do it */
+    }
+    return rc;
 }
 
 static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_t rsv,
@@ -726,7 +811,11 @@ static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_
         fail_limit(s);
         return KITE_SEND_CLOSED;
     }
-    int rc = whole ? kite_codec_send(s->codec, op, data, len)
+    int rc;
+    if (len >= DIRECT_SEND_MIN && whole && q == 0 && !(s->flags & (S_WRITE_WAIT | S_TP_DONE)))
+        rc = send_large(s, op, data, len);
+    else
+        rc = whole ? kite_codec_send(s->codec, op, data, len)
                    : kite_codec_send_frame(s->codec, op, fin, rsv, data, len);
     if (rc == KITE_ERR_CLOSED)
         return KITE_SEND_CLOSED;
