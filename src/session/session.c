@@ -398,6 +398,10 @@ static void do_read(struct kite_session *s)
     if (s->flags & S_LINGER)
         return; /* after the close handshake input is discarded */
     feed(s, buf, (size_t)n, false);
+    /* TLS keeps its buffers while a frame's payload is still coming, frees them when
+     * one ends: a large message does not cost an allocation per read. */
+    if (s->tp.vt != &kite__tcp_vt && !(s->flags & S_DEAD))
+        kite__tls_quiet(&s->tp, kite__frame_payload_left(&s->codec->p) == 0);
 }
 
 static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
