@@ -52,7 +52,9 @@
  * While the handler is not receiving, kite reads nothing more from its socket, so a
  * busy handler slows its peer down instead of buffering it.
  *
- * SENDING. Sends copy the data and are written out before the loop next sleeps. When
+ * SENDING. Sends copy the data and are written out before the loop next sleeps (a
+ * large message with nothing queued ahead is written during the send, from your
+ * buffer, and only the rest is copied: see enum kite_send_status in session.h). When
  * the session's outgoing queue is at or above its high-water mark (struct
  * kite_send_limits, default 64 KiB) after a send, the send suspends until the queue
  * falls below it again (Ktor's bounded `outgoing` channel), so a peer that does not read
@@ -179,7 +181,7 @@ KITE_EXTERN int kite_receive_frame(struct kite_session *s, struct kite_frame *f)
 
 /*
  * Suspends while the outgoing queue is at or above its high-water mark after the send
- * (see SENDING). Send one whole message (data copied): text (must be valid UTF-8; not
+ * (see SENDING). Send one whole message (data not kept after the call): text (must be valid UTF-8; not
  * checked) or binary, or either by opcode. Returns
  *   KITE_OK          queued, and the queue is below the high-water mark;
  *   KITE_ERR_CLOSED  the session is closing or closed (a close frame was sent or

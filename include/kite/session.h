@@ -81,11 +81,17 @@ struct kite_msg {
 /*
  * The result of a send: >= 0 is one of these, < 0 is an error (see each function).
  *
- * Sends never block and never write at once: the frame is appended to the session's
- * outgoing queue, and before the loop next sleeps one write per session takes every
- * frame queued in that iteration (so many small sends cost one syscall). The queue only
- * holds data across iterations when the kernel's socket buffer is full, i.e. when the
- * peer reads slower than you send. Two marks bound it (struct kite_send_limits):
+ * Sends never block. A frame is appended to the session's outgoing queue, and before
+ * the loop next sleeps one write per session takes every frame queued in that iteration
+ * (so many small sends cost one syscall). One exception, so large messages are not
+ * copied: a whole message (kite_session_send/_text/_binary/_str) of 16 KiB or more, on
+ * a server session without extensions (no permessage-deflate), with nothing queued
+ * ahead of it, is written to the socket (or TLS) during the call, straight from `data`;
+ * only what the kernel does not take is copied into the queue. Order is kept either
+ * way: a message is written at once only when nothing queued could go before it. The
+ * queue only holds data across iterations when the kernel's socket buffer is full, i.e.
+ * when the peer reads slower than you send; the limits count only what is queued, never
+ * what was written. Two marks bound it (struct kite_send_limits):
  *   KITE_SEND_OK       accepted; the queue is below the high-water mark.
  *   KITE_SEND_QUEUED   accepted, but the queue (this message included) is at or above
  *                      the high-water mark: slow down. on_drain fires once it falls
@@ -95,8 +101,17 @@ struct kite_msg {
  *   KITE_SEND_CLOSED   not accepted: the session is closing or closed (a close frame
  *                      was sent or received, or it was terminated), or this send passed
  *                      the hard limit under KITE_SEND_POLICY_CLOSE, which has just
- *                      started closing the session with 1008.
- * There is deliberately no "written": with corking nothing is written during the call.
+ *                      started closing the session with 1008, or the write during the
+ *                      call failed (the peer reset the connection, or part of the frame
+ *                      went out and the rest could not be queued for lack of memory).
+ *                      After such a failure the session is closed at once for every
+ *                      function here (sends say CLOSED, kite_session_is_open() is false),
+ *                      but it stays valid: on_error and on_close follow after the current
+ *                      callback returns (before the loop sleeps when sent from outside
+ *                      one), never inside the send.
+ * There is deliberately no "written": a message written during the call and one queued
+ * both return OK (or QUEUED if the part left over reaches the mark). Sends may be
+ * called from every callback, on the same or another session, as before.
  */
 enum kite_send_status {
     KITE_SEND_OK = 0,
@@ -157,7 +172,9 @@ struct kite_ws_callbacks {
 /*
  * Send one whole message as one frame: text (must be valid UTF-8: kite does not check
  * what you send, and a peer fails the connection with 1007 on invalid text), binary,
- * or either by opcode (KITE_OP_TEXT / KITE_OP_BINARY). `data` is copied.
+ * or either by opcode (KITE_OP_TEXT / KITE_OP_BINARY). `data` is borrowed for the call
+ * only: a large message may be written from it during the call (see enum
+ * kite_send_status); what is not written is copied.
  * `buffered` (may be NULL) receives the bytes queued for this session after the call.
  * Returns an enum kite_send_status, or KITE_ERR_INVALID (a NULL session, NULL data with
  * len > 0, another opcode), or KITE_ERR_NOMEM (nothing queued; the session goes on).

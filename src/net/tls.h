@@ -108,6 +108,15 @@ int kite__tls_transport_init_client(struct kite__transport *t, struct kite_tls_c
 bool kite__tls_is(const struct kite__transport *t);
 
 /*
+ * Tell a TLS transport whether more input is due soon (quiet false: in the middle of a
+ * large message). While not quiet OpenSSL keeps its read and write buffers between
+ * reads; once quiet (the default) they are freed whenever OpenSSL holds nothing in them,
+ * at once and after every read or write, so an idle connection holds none. No-op for
+ * another transport or before the handshake is done.
+ */
+void kite__tls_quiet(struct kite__transport *t, bool quiet);
+
+/*
  * Describe the last failure of a TLS transport in words: "certificate verification
  * failed: hostname mismatch (the certificate is not valid for \"x.test\")", "TLS
  * handshake failed: the peer sent plain HTTP to a TLS port", "the peer closed the

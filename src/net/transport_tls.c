@@ -15,7 +15,10 @@
  *   - writev coalesces small buffers into one record-sized chunk (a per-thread 16 KiB
  *     staging area) instead of one SSL_write (one record, one send) per buffer; a large
  *     buffer is handed to OpenSSL as is, a record at a time (partial-write mode);
- *   - SSL_MODE_RELEASE_BUFFERS: an idle connection holds no read or write buffer.
+ *   - an idle connection holds no read or write buffer, yet one in the middle of a
+ *     large message keeps them (kite__tls_quiet): SSL_MODE_RELEASE_BUFFERS would free
+ *     and allocate the 64 KiB read buffer again for every read(2) that empties it,
+ *     some 38 times per 1 MiB message echoed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,6 +82,7 @@ struct tls_conn {
     int sys_err;           /* errno behind a failure */
     unsigned long ssl_err; /* OpenSSL error code behind a failure */
     uint8_t why;           /* enum why */
+    bool busy;             /* more input is due soon: keep the buffers (kite__tls_quiet) */
 };
 
 /* What kind of failure c->err is, for kite__tls_last_error(). */
@@ -345,8 +349,7 @@ static int setup_common(SSL_CTX *s, enum kite_tls_version lo, enum kite_tls_vers
     SSL_CTX_set_max_proto_version(s, (int)hi); /* 0: the newest supported */
     SSL_CTX_set_options(s, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
                                SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(s, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(s, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(s, 1);
     SSL_CTX_set_default_read_buffer_len(s, TLS_READ_BUF);
     SSL_CTX_set_default_passwd_cb(s, password_cb);
@@ -805,6 +808,28 @@ bool kite__tls_is(const struct kite__transport *t)
     return t->vt == &kite__tls_vt;
 }
 
+/*
+ * Free OpenSSL's read and write buffers unless the owner said more input is due or
+ * OpenSSL still needs them: a record, or part of one, in the read buffer, or output
+ * not yet sent (SSL_free_buffers refuses then). SSL_has_pending() also sees a record
+ * partly handed out by SSL_read, which SSL_free_buffers() before OpenSSL 3.0.14 failed
+ * to check (CVE-2024-4741), so this is safe with every 3.0.
+ */
+static void release_if_quiet(struct tls_conn *c)
+{
+    if (!c->busy && !SSL_has_pending(c->ssl))
+        (void)SSL_free_buffers(c->ssl);
+}
+
+void kite__tls_quiet(struct kite__transport *t, bool quiet)
+{
+    struct tls_conn *c = t->state;
+    if (!c || !(t->flags & F_HS_DONE))
+        return;
+    c->busy = !quiet;
+    release_if_quiet(c);
+}
+
 /* ---- the one place SSL_get_error() is read ------------------------------------------ */
 
 /* Before each SSL_* call: a stale error left on this thread's queue (by any libcrypto
@@ -914,6 +939,7 @@ static int tls_handshake(struct kite__transport *t)
         t->flags |= F_HS_DONE;
         if (SSL_has_pending(c->ssl))
             t->flags |= F_READ_MORE; /* data came with the last flight */
+        release_if_quiet(c);
         return KITE_OK;
     }
     return tls_result(t, c, r, OP_HANDSHAKE);
@@ -953,6 +979,8 @@ static ssize_t tls_read(struct kite__transport *t, void *buf, size_t len)
     }
     if (got == len && SSL_has_pending(c->ssl))
         t->flags |= F_READ_MORE;
+    else
+        release_if_quiet(c);
     return (ssize_t)got;
 }
 
@@ -1013,8 +1041,10 @@ static ssize_t tls_writev(struct kite__transport *t, const struct iovec *iov, in
             i++;
             off = 0;
         }
-        if (i == iovcnt)
+        if (i == iovcnt) {
+            release_if_quiet(c); /* all written: the write buffer is free */
             return (ssize_t)total;
+        }
         const void *p;
         size_t n = next_chunk(iov, iovcnt, i, off, &p), w = 0;
         clear_errors();

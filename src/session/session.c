@@ -21,6 +21,7 @@ enum {
     S_TP_DONE = 1u << 9,      /* EOF or transport error seen: no more I/O */
     S_IO_PARKED = 1u << 11,   /* paused with a hang-up pending: watcher stopped */
     S_TIMER_STALE = 1u << 12, /* timer_key says nothing: update_timer must look */
+    S_WRITE_ERR = 1u << 13,   /* a direct write failed: torn down by the next write_out */
 };
 
 #if defined(__GNUC__)
@@ -296,6 +297,12 @@ static void write_out(struct kite_session *s)
 {
     if (s->flags & (S_DEAD | S_TP_DONE))
         return;
+    if (s->flags & S_WRITE_ERR) {
+        /* A send's direct write failed (send_large): end the session here, outside
+         * the caller's dispatch. */
+        transport_ended(s, s->ext ? s->ext->write_err : -EPIPE);
+        return;
+    }
     struct iovec iov[2];
     int cnt = 0;
     size_t pre = s->ext ? s->ext->pre.len : 0;
@@ -424,6 +431,10 @@ static void do_read(struct kite_session *s)
     if (s->flags & S_LINGER)
         return; /* after the close handshake input is discarded */
     feed(s, buf, (size_t)n, false);
+    /* TLS keeps its buffers while a frame's payload is still coming, frees them when
+     * one ends: a large message does not cost an allocation per read. */
+    if (s->tp.vt != &kite__tcp_vt && !(s->flags & S_DEAD))
+        kite__tls_quiet(&s->tp, kite__frame_payload_left(&s->codec->p) == 0);
 }
 
 static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
@@ -744,7 +755,7 @@ int kite__session_on_flushed(struct kite_session *s, kite__session_flushed_cb *c
 
 static bool gone(const struct kite_session *s)
 {
-    return (s->flags & (S_DEAD | S_CLOSED | S_TERMINATE)) != 0;
+    return (s->flags & (S_DEAD | S_CLOSED | S_TERMINATE | S_WRITE_ERR)) != 0;
 }
 
 /* The hard limit was hit under the CLOSE policy: close with 1008 (RFC 6455 §7.4.1). */
@@ -753,6 +764,84 @@ static void fail_limit(struct kite_session *s)
     kite_codec_close(s->codec, KITE_CLOSE_POLICY, "send queue full", kite__loop_now(s->loop));
     want_flush(s);
     finish(s);
+}
+
+/* ---- large messages: written from the caller's buffer ------------------------------- */
+
+/*
+ * From this size a whole message with nothing queued ahead of it is written from the
+ * caller's buffer during the send (send_large). Below it corking wins: sends in one
+ * iteration share one writev, and copying a few KiB costs less than a system call. At
+ * 16 KiB the copy costs about what the call does, and the frame fills a TLS record,
+ * which the TLS transport hands to SSL_write as it is (shorter buffers are copied into
+ * its staging area anyway). The codec reads large payloads in place from the same size
+ * (DIRECT_MIN in codec/conn.c).
+ */
+#define DIRECT_SEND_MIN ((size_t)16 << 10)
+
+struct direct {
+    struct kite_session *s;
+    int err;          /* the transport failed (negative), or 0 */
+    bool short_write; /* the kernel did not take the whole frame */
+};
+
+/* kite_codec_write_cb: the frame header and the caller's payload in one writev. */
+static ssize_t direct_write(void *arg, const uint8_t *head, size_t hlen, const uint8_t *data,
+                            size_t len)
+{
+    struct direct *d = arg;
+    struct iovec iov[2] = {{(void *)head, hlen}, {(void *)data, len}};
+    ssize_t w = kite__tp_writev(&d->s->tp, iov, 2);
+    if (w == KITE_AGAIN)
+        w = 0;
+    if (w < 0) {
+        d->err = (int)w;
+        return w;
+    }
+    d->short_write = (size_t)w < hlen + len;
+    return w;
+}
+
+/*
+ * The transport failed during a send, or part of a frame is out and the rest could not
+ * be queued: the session cannot go on. Tearing it down here would run on_close inside
+ * the caller's send (perhaps while it walks a list of sessions), so keep the error and
+ * let the flush before the loop sleeps end the session (write_out). Nothing queued
+ * would ever be written: drop it, so the queue counts only what may still go out.
+ */
+static void direct_failed(struct kite_session *s, int err)
+{
+    struct kite__session_ext *e = ext_get(s);
+    if (e)
+        e->write_err = err;
+    s->flags |= S_WRITE_ERR;
+    kite_codec_consume(s->codec, kite__codec_pending_len(s->codec));
+    kite__pending_add(s->loop, &s->flush);
+}
+
+/*
+ * A large whole message, nothing queued before it (not even the rest of a 101): the
+ * codec frames it and, when it goes out as given (server role, no extension),
+ * direct_write hands header and payload to the transport at once. Only what the kernel
+ * does not take is copied into the queue (RFC 6455 §5.2 framing is the codec's). A
+ * short write means the kernel is full: wait for writability instead of trying again
+ * at the flush. Returns as kite_codec_send(), KITE_ERR_CLOSED after a transport
+ * failure.
+ */
+static int send_large(struct kite_session *s, enum kite_opcode op, const void *data, size_t len)
+{
+    struct direct d = {.s = s};
+    int rc = kite_codec_send_direct(s->codec, op, data, len, direct_write, &d);
+    if (d.err || (rc == KITE_ERR_NOMEM && kite__codec_close_sent(s->codec))) {
+        direct_failed(s, d.err ? d.err : rc);
+        return KITE_ERR_CLOSED;
+    }
+    if (rc == KITE_OK && d.short_write) {
+        s->flags |= S_WRITE_WAIT;
+        if (s->depth == 0)
+            finish(s); /* watch for writability now: no dispatch will end to do it */
+    }
+    return rc;
 }
 
 NOINLINE static int do_send(struct kite_session *s, enum kite_opcode op, bool fin, uint8_t rsv,
@@ -774,7 +863,11 @@ NOINLINE static int do_send(struct kite_session *s, enum kite_opcode op, bool fi
         fail_limit(s);
         return KITE_SEND_CLOSED;
     }
-    int rc = whole ? kite_codec_send(s->codec, op, data, len)
+    int rc;
+    if (len >= DIRECT_SEND_MIN && whole && q == 0 && !(s->flags & (S_WRITE_WAIT | S_TP_DONE)))
+        rc = send_large(s, op, data, len);
+    else
+        rc = whole ? kite_codec_send(s->codec, op, data, len)
                    : kite_codec_send_frame(s->codec, op, fin, rsv, data, len);
     if (rc == KITE_ERR_CLOSED)
         return KITE_SEND_CLOSED;

@@ -10,7 +10,8 @@
  *   kite__session_start()   register the fd, call on_open, feed the bytes that came
  *                           with the handshake
  *   ... reads feed the codec; sends append to the codec's output; one before-sleep
- *   flush per iteration writes everything with one writev ...
+ *   flush per iteration writes everything with one writev (a large message with
+ *   nothing queued is written during its send instead; only its tail is queued) ...
  *   the codec fires on_close (close handshake done, error, timeout, EOF)
  *   -> the rest of the output is written, TCP is half-closed (server) and we wait up
  *      to KITE__SESSION_LINGER_MS for the peer's EOF, so the close frame is not lost
@@ -71,6 +72,7 @@ struct kite__session_ext {
     struct kite_buf pre;          /* bytes to write before the codec's output */
     struct kite_send_limits send; /* per-session limits when has_send */
     bool has_send;
+    int write_err;                     /* why a direct write failed (session.c send_large) */
     char *subprotocol;                 /* owned copy, or NULL */
     kite__session_flushed_cb *flushed; /* one-shot: the output queue became empty */
     void *flushed_arg;

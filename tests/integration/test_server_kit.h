@@ -473,7 +473,10 @@ static inline bool tc_wait_eof(struct tc *t, unsigned timeout_ms)
  *   cmd:close CODE REASON   kite_session_close(CODE, REASON)
  *   cmd:terminate           kite_session_terminate()
  *   cmd:ping                kite_session_ping("srv")
- *   cmd:flood N SIZE        send N binary messages of SIZE bytes; logs the statuses
+ *   cmd:flood N SIZE        send N binary messages of SIZE bytes (kit_pattern); logs
+ *                           the statuses and the queue at the first refusal
+ *   cmd:order SIZE          a SIZE-byte message, "one", another, "two"; logs statuses
+ *   cmd:big MS SIZE         sleep MS ms, send a SIZE-byte message, then another; logs
  *   cmd:sendafterclose      close 1000, then try to send; logs the status
  */
 
@@ -507,18 +510,100 @@ static KIT_UNUSED void tapp_open(struct kite_session *s, const struct kite_reque
     rec_add(";");
 }
 
+/* Byte j of test message i: differs between neighbouring messages and along a message,
+ * so a lost, repeated or reordered chunk shows. */
+static inline uint8_t kit_pattern(unsigned i, size_t j)
+{
+    return (uint8_t)(i * 131u + j * 7u + (j >> 9));
+}
+
+static void kit_fill(uint8_t *buf, unsigned i, size_t size)
+{
+    for (size_t j = 0; j < size; j++)
+        buf[j] = kit_pattern(i, j);
+}
+
+/* True if buf holds message i of the pattern. */
+static KIT_UNUSED bool kit_check(const uint8_t *buf, unsigned i, size_t size)
+{
+    for (size_t j = 0; j < size; j++)
+        if (buf[j] != kit_pattern(i, j))
+            return false;
+    return true;
+}
+
+static size_t kit_frame_size(size_t len)
+{
+    return len + (len < 126 ? 2 : len <= 0xffff ? 4 : 10); /* RFC 6455 §5.2, unmasked */
+}
+
+/*
+ * Send message `i` (pattern above) and check what the send says against the queue
+ * (session.h): a status of QUEUED exactly when the queue is at or over the high-water
+ * mark; a message accepted while something was queued is queued whole behind it; one
+ * accepted with nothing queued may be written during the call, leaving at most its own
+ * frame queued; a refused one queues nothing (a 1008 close frame aside). Logs
+ * "broken ...;" otherwise.
+ */
+static int kit_send_checked(struct kite_session *s, uint8_t *buf, unsigned i, size_t size)
+{
+    struct kite_send_limits l;
+    kite_session_send_limits(s, &l);
+    kit_fill(buf, i, size);
+    size_t before = kite_session_buffered(s), q = 0;
+    int rc = kite_session_send_binary(s, buf, size, &q);
+    bool ok = true;
+    if (rc == KITE_SEND_OK || rc == KITE_SEND_QUEUED)
+        ok = q == kite_session_buffered(s) && (rc == KITE_SEND_QUEUED) == (q >= l.high_water) &&
+             (before ? q == before + kit_frame_size(size) : q <= kit_frame_size(size));
+    else if (rc == KITE_SEND_DROPPED)
+        ok = q == before && kite_session_buffered(s) == before;
+    if (!ok)
+        rec_add("broken send %u rc=%d before=%zu q=%zu;", i, rc, before, q);
+    return rc;
+}
+
+/* cmd:flood: also logs the queue before the first refused send ("refused-at Q;"). */
 static void tapp_flood(struct kite_session *s, unsigned n, size_t size)
 {
     uint8_t *buf = calloc(1, size ? size : 1);
     unsigned count[4] = {0, 0, 0, 0};
-    size_t buffered = 0;
     for (unsigned i = 0; i < n; i++) {
-        int rc = kite_session_send_binary(s, buf, size, &buffered);
+        size_t before = kite_session_buffered(s);
+        int rc = kit_send_checked(s, buf, i, size);
         if (rc >= 0 && rc <= 3)
             count[rc]++;
+        if ((rc == KITE_SEND_DROPPED || rc == KITE_SEND_CLOSED) && count[rc] == 1)
+            rec_add("refused-at %zu;", before);
     }
     free(buf);
     rec_add("flood ok=%u queued=%u dropped=%u closed=%u;", count[0], count[1], count[2], count[3]);
+}
+
+/* cmd:order: message 0 (SIZE bytes), text "one", message 1, text "two". */
+static void tapp_order(struct kite_session *s, size_t size)
+{
+    uint8_t *buf = malloc(size);
+    int a = kit_send_checked(s, buf, 0, size);
+    int b = kite_session_send_text(s, "one", 3, NULL);
+    int c = kit_send_checked(s, buf, 1, size);
+    int d = kite_session_send_text(s, "two", 3, NULL);
+    free(buf);
+    rec_add("order %d %d %d %d;", a, b, c, d);
+}
+
+/* cmd:big: message 0 of SIZE bytes, after MS milliseconds of sleep on the loop (time
+ * for the peer to do something first), then another; logs both statuses, the queue,
+ * and whether the session is still open. */
+static void tapp_big(struct kite_session *s, unsigned ms, size_t size)
+{
+    uint8_t *buf = malloc(size);
+    kit_sleep_ms(ms);
+    int a = kit_send_checked(s, buf, 0, size);
+    size_t q = kite_session_buffered(s);
+    int b = kite_session_send_binary(s, buf, size, NULL);
+    free(buf);
+    rec_add("big %d q=%zu open=%d again=%d;", a, q, (int)kite_session_is_open(s), b);
 }
 
 static KIT_UNUSED bool tapp_command(struct kite_session *s, const struct kite_msg *m)
@@ -540,6 +625,10 @@ static KIT_UNUSED bool tapp_command(struct kite_session *s, const struct kite_ms
         rec_add("ping %d;", kite_session_ping(s, "srv", 3));
     } else if (sscanf(cmd, "cmd:flood %u %u", &a, &b) == 2) {
         tapp_flood(s, a, b);
+    } else if (sscanf(cmd, "cmd:order %u", &a) == 1) {
+        tapp_order(s, a);
+    } else if (sscanf(cmd, "cmd:big %u %u", &a, &b) == 2) {
+        tapp_big(s, a, b);
     } else if (strcmp(cmd, "cmd:sendafterclose") == 0) {
         kite_session_close(s, KITE_CLOSE_NORMAL, NULL);
         rec_add("after-close send=%d open=%d;", kite_session_send_str(s, "late"),

@@ -3,6 +3,9 @@
  * limits (1009), the outgoing queue (high-water mark, on_drain, hard limit with both
  * policies), per-session overrides, and the pause/resume hooks the coroutine layer uses.
  */
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "session/session.h"
 #include "test_server_kit.h"
 
@@ -133,7 +136,8 @@ TEST(limits_max_message_1009)
     ASSERT_EQ(ts_stop(&t), 0);
 }
 
-/* Read every frame until `n` binary ones arrived; returns how many came. */
+/* Read every frame until `n` binary ones arrived, each checked against the pattern of
+ * its place in the sequence (kit_pattern: order and content); returns how many came. */
 static unsigned read_binaries(struct tc *c, unsigned n, size_t size)
 {
     unsigned got = 0;
@@ -148,16 +152,42 @@ static unsigned read_binaries(struct tc *c, unsigned n, size_t size)
         }
         ASSERT_EQ(f.op, KITE_OP_BINARY);
         ASSERT_EQ(f.len, size);
+        ASSERT(kit_check(f.data, got, size));
         free(f.data);
         got++;
     }
     return got;
 }
 
+/* The flood's counts and the queue at its first refusal (SIZE_MAX: none), from the log. */
+struct flood {
+    unsigned ok, queued, dropped, closed;
+    size_t refused_at;
+};
+
+static struct flood flood_result(void)
+{
+    ASSERT_REC("flood ok=", 5000);
+    char log[16384];
+    rec_get(log, sizeof(log));
+    ASSERT(strstr(log, "broken") == NULL); /* every status agreed with the queue */
+    struct flood r = {.refused_at = SIZE_MAX};
+    const char *p = strstr(log, "flood ok=");
+    ASSERT_EQ(sscanf(p, "flood ok=%u queued=%u dropped=%u closed=%u;", &r.ok, &r.queued, &r.dropped,
+                     &r.closed),
+              4);
+    if ((p = strstr(log, "refused-at ")) != NULL)
+        ASSERT_EQ(sscanf(p, "refused-at %zu;", &r.refused_at), 1);
+    return r;
+}
+
 /*
  * A peer that stops reading: sends past the high-water mark return QUEUED, on_drain
  * fires once the client reads again and the queue falls below the mark, and every
- * message arrives in order.
+ * message arrives in order. The first sends find the queue empty and are written during
+ * the call until the kernel is full (how many depends on its buffers); from the first
+ * that leaves something queued on, every send queues its whole message (checked per send
+ * by the flood, with each status against the queue it reports).
  */
 TEST(limits_backpressure_queued_then_drain)
 {
@@ -169,7 +199,11 @@ TEST(limits_backpressure_queued_then_drain)
     start_with(&t, NULL, &sl);
     struct tc *c = tc_open_ok(t.port, "/t", NULL);
     tc_text(c, "cmd:flood 400 65536"); /* 25 MiB: more than loopback buffers hold */
-    ASSERT_REC("flood ok=3 queued=397 dropped=0 closed=0;", 3000);
+    struct flood r = flood_result();
+    ASSERT_EQ(r.ok + r.queued, 400);
+    ASSERT_EQ(r.dropped + r.closed, 0);
+    ASSERT(r.ok >= 3);    /* the 3 that fit under the mark even if nothing was written */
+    ASSERT(r.queued > 0); /* the kernel did fill up */
     kit_sleep_ms(200);
     char log[16384];
     rec_get(log, sizeof(log));
@@ -182,8 +216,17 @@ TEST(limits_backpressure_queued_then_drain)
     ASSERT_EQ(ts_stop(&t), 0);
 }
 
+/* The refused send met the hard limit: the queue held no more than it, and one more
+ * message (with the largest header, 14 bytes) would have passed it. */
+static void assert_refused_at_limit(const struct flood *r, size_t hard, size_t size)
+{
+    ASSERT(r->refused_at <= hard);
+    ASSERT(r->refused_at + size + 14 > hard);
+}
+
 /* The hard limit under the CLOSE policy: the send that would pass it is refused and
- * the session closes with 1008; what was queued before still arrives first. */
+ * the session closes with 1008; what was accepted before still arrives first. Enough
+ * messages that the queue reaches the limit after the kernel's buffers are full. */
 TEST(limits_hard_limit_close_1008)
 {
     struct kite_send_limits sl;
@@ -194,9 +237,14 @@ TEST(limits_hard_limit_close_1008)
     struct ts t;
     start_with(&t, NULL, &sl);
     struct tc *c = tc_open_ok(t.port, "/t", NULL);
-    tc_text(c, "cmd:flood 40 65536"); /* 2.5 MiB against a 1 MiB limit */
-    ASSERT_REC("flood ok=0 queued=15 dropped=0 closed=25;", 3000);
-    ASSERT_EQ(read_binaries(c, 40, 65536), 15);
+    tc_text(c, "cmd:flood 400 65536"); /* 25 MiB against a 1 MiB limit */
+    struct flood r = flood_result();
+    ASSERT(r.queued >= 15); /* a queue that started empty holds 15 before the limit */
+    ASSERT(r.closed > 0);
+    ASSERT_EQ(r.ok + r.queued + r.closed, 400);
+    ASSERT_EQ(r.dropped, 0);
+    assert_refused_at_limit(&r, sl.hard_limit, 65536);
+    ASSERT_EQ(read_binaries(c, 400, 65536), r.ok + r.queued);
     ASSERT_REC("client-saw-close 1008;", 3000);
     tc_close(c, 1008, NULL);
     ASSERT(tc_wait_eof(c, 3000));
@@ -216,9 +264,14 @@ TEST(limits_hard_limit_drop)
     struct ts t;
     start_with(&t, NULL, &sl);
     struct tc *c = tc_open_ok(t.port, "/t", NULL);
-    tc_text(c, "cmd:flood 40 65536");
-    ASSERT_REC("flood ok=0 queued=15 dropped=25 closed=0;", 3000);
-    ASSERT_EQ(read_binaries(c, 15, 65536), 15);
+    tc_text(c, "cmd:flood 400 65536");
+    struct flood r = flood_result();
+    ASSERT(r.queued >= 15);
+    ASSERT(r.dropped > 0);
+    ASSERT_EQ(r.ok + r.queued + r.dropped, 400);
+    ASSERT_EQ(r.closed, 0);
+    assert_refused_at_limit(&r, sl.hard_limit, 65536);
+    ASSERT_EQ(read_binaries(c, r.ok + r.queued, 65536), r.ok + r.queued);
     tc_text(c, "still here");
     TC_EXPECT(c, KITE_OP_TEXT, "still here");
     ASSERT_REC("drain ", 3000);
@@ -248,6 +301,120 @@ TEST(limits_small_messages_queue_then_hit_the_hard_limit)
     ASSERT_REC("client-saw-close 1008;", 3000);
     tc_close(c, 1008, NULL);
     ASSERT(tc_wait_eof(c, 3000));
+    ASSERT_EQ(ts_stop(&t), 0);
+}
+
+/* ---- large messages written during the send ------------------------------------------ */
+
+/* Expect message `i` of the pattern, `size` bytes. */
+static void expect_pattern(struct tc *c, unsigned i, size_t size)
+{
+    struct tc_frame f;
+    ASSERT_EQ(tc_next(c, &f, 5000), 1);
+    ASSERT_EQ(f.op, KITE_OP_BINARY);
+    ASSERT_EQ(f.len, size);
+    ASSERT(kit_check(f.data, i, size));
+    free(f.data);
+}
+
+static size_t logged_q(void)
+{
+    char log[16384];
+    rec_get(log, sizeof(log));
+    const char *p = strstr(log, "big ");
+    size_t q = SIZE_MAX;
+    int rc = -1;
+    ASSERT(p && sscanf(p, "big %d q=%zu", &rc, &q) == 2);
+    return q;
+}
+
+/* 1 MiB to a reading peer, nothing queued: the kernel takes it during the send, so at
+ * most the part it did not take is copied into the queue; it arrives intact. */
+TEST(limits_large_send_written_during_the_call)
+{
+    struct ts t;
+    start_with(&t, NULL, NULL);
+    struct tc *c = tc_open_ok(t.port, "/t", NULL);
+    tc_text(c, "cmd:big 0 1048576");
+    expect_pattern(c, 0, 1048576);
+    expect_pattern(c, 0, 1048576); /* the second send of the same buffer */
+    ASSERT_REC("open=1 again=", 2000);
+    ASSERT(logged_q() < 1048576 + 10); /* some of it went out during the call */
+    tc_free(c);
+    ASSERT_EQ(ts_stop(&t), 0);
+}
+
+/* 16 MiB to a peer that is not reading: more than loopback buffers hold, so the write
+ * is partial. Exactly the rest is queued (QUEUED: it is over the high-water mark); the
+ * peer gets the whole message, then the next one, queued behind it. */
+TEST(limits_large_send_partial_write_queues_the_tail)
+{
+    enum { SIZE = 16 << 20 };
+    struct ts t;
+    start_with(&t, NULL, NULL);
+    struct tc *c = tc_open_ok(t.port, "/t", NULL);
+    tc_text(c, "cmd:big 0 16777216");
+    ASSERT_REC("big 1 q=", 5000);
+    size_t q = logged_q();
+    ASSERT(q > 0 && q < (size_t)SIZE + 10);
+    expect_pattern(c, 0, SIZE);
+    expect_pattern(c, 0, SIZE);
+    ASSERT_REC("drain ", 3000);
+    char log[16384];
+    rec_get(log, sizeof(log));
+    ASSERT(strstr(log, "broken") == NULL);
+    tc_free(c);
+    ASSERT_EQ(ts_stop(&t), 0);
+}
+
+/* Large and small messages keep their order: a small one queued behind the rest of a
+ * large one, a large one behind a queued small one (never written ahead of it). */
+static void order_case(struct tc *c, const char *cmd, const char *logged, size_t size,
+                       unsigned wait_ms)
+{
+    tc_text(c, cmd);
+    ASSERT_REC(logged, 5000);
+    kit_sleep_ms(wait_ms); /* the peer reads late: the first write is partial */
+    expect_pattern(c, 0, size);
+    TC_EXPECT(c, KITE_OP_TEXT, "one");
+    expect_pattern(c, 1, size);
+    TC_EXPECT(c, KITE_OP_TEXT, "two");
+    char log[16384];
+    rec_get(log, sizeof(log));
+    ASSERT(strstr(log, "broken") == NULL);
+}
+
+TEST(limits_large_and_small_sends_keep_their_order)
+{
+    struct ts t;
+    start_with(&t, NULL, NULL);
+    struct tc *c = tc_open_ok(t.port, "/t", NULL);
+    order_case(c, "cmd:order 1048576", "order ", 1048576, 0);
+    /* All QUEUED: the rest of the first (over 64 KiB), then everything behind it. */
+    order_case(c, "cmd:order 16777216", "order 1 1 1 1;", 16777216, 100);
+    tc_free(c);
+    ASSERT_EQ(ts_stop(&t), 0);
+}
+
+/* The peer resets the connection before the server writes a large message: the direct
+ * write fails inside the callback, the send says CLOSED, the session stays usable for
+ * the rest of the callback (closed, not freed), and it ends after the callback with the
+ * transport error. */
+TEST(limits_peer_reset_during_a_direct_write)
+{
+    struct ts t;
+    start_with(&t, NULL, NULL);
+    struct tc *c = tc_open_ok(t.port, "/t", NULL);
+    tc_text(c, "cmd:big 200 1048576"); /* the server waits 200 ms before sending */
+    struct linger lg = {1, 0};
+    ASSERT_EQ(setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(c->fd); /* SO_LINGER 0: a reset */
+    c->fd = -1;
+    ASSERT_REC("big 3 q=0 open=0 again=3;", 3000);
+    ASSERT_REC("close 1006 ", 3000);
+    char log[16384];
+    rec_get(log, sizeof(log));
+    ASSERT(strstr(log, "error ") != NULL); /* on_error: the reset is an error */
     tc_free(c);
     ASSERT_EQ(ts_stop(&t), 0);
 }
