@@ -6,14 +6,19 @@
 #
 # Usage: bench/callgrind.sh BUILD_DIR [--no-doc]
 #
-# Workload: the server runs under `valgrind --tool=callgrind`; the generator
-# (`kite bench echo -c 1 -p 1 -s 32 -n N`, not under valgrind) sends N text messages of
-# 32 bytes, one at a time over one connection, so every message takes the same path:
-# one wake-up, one read, one parse, one echo, one write. Each server is run twice, with
-# N = 100,000 and N = 10,000; the difference divided by 90,000 is the cost of one
-# message without the start-up, the handshake and the shutdown. The same is done for
-# the raw TCP echo (bench/peers/raw_echo.c), the floor. The table of kite's functions
-# by their own instructions (callgrind_annotate) comes from the N = 100,000 run.
+# Workloads: the server runs under `valgrind --tool=callgrind`; the generator (not under
+# valgrind) sends text messages of 32 bytes:
+#   ping-pong  `kite bench echo -c 1 -p 1 -s 32 -n N`: one at a time over one connection,
+#              so every message takes the same path: one wake-up, one read, one parse,
+#              one echo, one write (the S2 shape). N = 100,000 and N = 10,000.
+#   pipelined  `kite bench echo -c 100 -p 16 -s 32 -n N`: the S1 shape, where a wake-up
+#              reads and answers several messages. N = 200,000 and N = 20,000.
+# Each server is run twice per workload; the difference of the two counts divided by the
+# difference of N is the cost of one message without the start-up, the handshakes and
+# the shutdown. The same is done for the raw TCP echo (bench/peers/raw_echo.c), the
+# floor. The table of kite's functions by their own instructions (callgrind_annotate)
+# comes from the ping-pong N = 100,000 run. The pipelined figure moves a little with how
+# the messages happen to batch (a few instructions per message between runs).
 #
 # Writes the figures into docs/benchmarks.md between marker comments (unless --no-doc)
 # and prints them. Takes about half a minute.
@@ -56,11 +61,12 @@ stop_server() {
 trap 'stop_server; rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-# measure NAME N CMD...: runs CMD under callgrind while N messages are echoed; sets `ir`
+# measure NAME N C P CMD...: runs CMD under callgrind while N messages are echoed by
+# C connections with P in flight each; sets `ir`
 # to the server's total instruction count and leaves the profile in $tmp/NAME-N.out.
 measure() {
-  local name=$1 n=$2 out="$tmp/$1-$2.out" line="" port
-  shift 2
+  local name=$1 n=$2 conns=$3 inflight=$4 out="$tmp/$1-$2-$3.out" line="" port
+  shift 4
   : >"$tmp/server.out"
   # shellcheck disable=SC2086
   $pin_server valgrind --tool=callgrind --callgrind-out-file="$out" "$@" \
@@ -76,33 +82,40 @@ measure() {
   port=${line##*:}
   port=${port%%/*}
   # shellcheck disable=SC2086
-  $pin_bench "$build/bin/kite" bench echo --port "$port" -c 1 -p 1 -s 32 -n "$n" \
+  $pin_bench "$build/bin/kite" bench echo --port "$port" -c "$conns" -p "$inflight" -s 32 -n "$n" \
     --json-only >"$tmp/bench.json" 2>"$tmp/bench.err" ||
     die "$name: kite bench failed: $(cat "$tmp/bench.json" "$tmp/bench.err" | head -c 400)"
   stop_server
   ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out" | head -n 1)
   [ -n "$ir" ] || die "$name: no instruction count in $out"
-  echo "  $name, $n messages: $ir instructions" >&2
+  echo "  $name, $n messages ($conns x $inflight): $ir instructions" >&2
 }
 
-declare -A per total
+n_pipe_big=200000
+n_pipe_small=20000
+declare -A per total per_pipe
 for name in kite raw; do
   if [ "$name" = kite ]; then
     cmd=("$build/bin/kite" echo -q --port 0)
   else
     cmd=("$build/bin/peer_raw_echo" -q --port 0)
   fi
-  measure "$name" "$n_big" "${cmd[@]}"
+  measure "$name" "$n_big" 1 1 "${cmd[@]}"
   big=$ir
-  measure "$name" "$n_small" "${cmd[@]}"
+  measure "$name" "$n_small" 1 1 "${cmd[@]}"
   small=$ir
   total[$name]=$big
   per[$name]=$(( (big - small) / (n_big - n_small) ))
+  measure "$name" "$n_pipe_big" 100 16 "${cmd[@]}"
+  big=$ir
+  measure "$name" "$n_pipe_small" 100 16 "${cmd[@]}"
+  small=$ir
+  per_pipe[$name]=$(( (big - small) / (n_pipe_big - n_pipe_small) ))
 done
 
 # The top functions by their own instructions, with this machine's paths cut to the
 # repository-relative file (or the library's name).
-functions=$(callgrind_annotate --inclusive=no "$tmp/kite-$n_big.out" 2>/dev/null |
+functions=$(callgrind_annotate --inclusive=no "$tmp/kite-$n_big-1.out" 2>/dev/null |
   awk -v top="$top" -v src="$here/" -v n="$n_big" -v total="${total[kite]}" '
     /^-+$/ { dashes++; next }
     dashes >= 5 && NF >= 3 && $1 ~ /^[0-9,]+$/ && printed < top {
@@ -120,6 +133,7 @@ functions=$(callgrind_annotate --inclusive=no "$tmp/kite-$n_big.out" 2>/dev/null
     }')
 
 ratio=$(awk -v a="${per[kite]}" -v b="${per[raw]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+ratio_pipe=$(awk -v a="${per_pipe[kite]}" -v b="${per_pipe[raw]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo "?")
 git -C "$here" diff-index --quiet HEAD -- 2>/dev/null || commit="$commit+changes"
 valgrind_v=$(valgrind --version)
@@ -128,12 +142,12 @@ report=$(cat <<EOF
 
 Generated by \`bench/callgrind.sh\` on $(date -u +%Y-%m-%d), commit $commit, $valgrind_v.
 
-| server | instructions, $n_big messages | per message (100,000 minus 10,000 runs) | x raw |
-|---|---|---|---|
-| **kite echo** | ${total[kite]} | **${per[kite]}** | $ratio |
-| raw TCP echo | ${total[raw]} | ${per[raw]} | 1.00 |
+| server | ping-pong: instructions, $n_big messages | ping-pong: per message | x raw | pipelined (100 x 16): per message | x raw |
+|---|---|---|---|---|---|
+| **kite echo** | ${total[kite]} | **${per[kite]}** | $ratio | **${per_pipe[kite]}** | $ratio_pipe |
+| raw TCP echo | ${total[raw]} | ${per[raw]} | 1.00 | ${per_pipe[raw]} | 1.00 |
 
-kite's top $top functions by their own instructions (callgrind_annotate, $n_big-message run;
+kite's top $top functions by their own instructions (callgrind_annotate, $n_big-message ping-pong run;
 "per message" is the function's count divided by $n_big, start-up included):
 
 | function | file | per message | share |
