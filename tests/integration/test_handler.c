@@ -89,17 +89,18 @@ static void log_end(struct kite_session *s, int rc)
             ci->reason);
 }
 
-static struct ts start_app(const char *path, kite_handler_fn *fn, bool raw)
+/* Fills the caller's *t: the server thread keeps that pointer (ts_main), so it must not
+ * be a local of this function returned by value. */
+static void start_app(struct ts *t, const char *path, kite_handler_fn *fn, bool raw)
 {
     struct kite_app_options o;
     ts_options(&o);
-    struct ts t = {.app = kite_app_new(&o)};
-    ASSERT(t.app != NULL);
-    struct kite_route *r = raw ? kite_route_ws_raw(t.app, path, fn, NULL)
-                               : kite_route_ws(t.app, path, fn, NULL);
+    *t = (struct ts){.app = kite_app_new(&o)};
+    ASSERT(t->app != NULL);
+    struct kite_route *r = raw ? kite_route_ws_raw(t->app, path, fn, NULL)
+                               : kite_route_ws(t->app, path, fn, NULL);
     ASSERT(r != NULL);
-    ts_start(&t);
-    return t;
+    ts_start(t);
 }
 
 /* ---- the seed's echo --------------------------------------------------------------------- */
@@ -124,7 +125,8 @@ static void seed_echo(struct kite_session *s, void *ud)
 
 TEST(handler_seed_echo_conversation)
 {
-    struct ts t = start_app("/echo", seed_echo, false);
+    struct ts t;
+    start_app(&t, "/echo", seed_echo, false);
     struct tc *c = tc_open_ok(t.port, "/echo", NULL);
     TC_EXPECT(c, KITE_OP_TEXT, "Please enter your name");
     tc_text(c, "Kite");
@@ -156,7 +158,8 @@ static void logging_echo(struct kite_session *s, void *ud);
 
 TEST(handler_pipelined_messages_keep_their_order)
 {
-    struct ts t = start_app("/", logging_echo, false);
+    struct ts t;
+    start_app(&t, "/", logging_echo, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     struct stats_req before = loop_stats(&t);
     /* 200 messages in a few writes: many arrive in one read. */
@@ -200,7 +203,8 @@ static void parking_echo(struct kite_session *s, void *ud)
 
 TEST(handler_mixed_reads_under_backpressure_keep_their_order)
 {
-    struct ts t = start_app("/", parking_echo, false);
+    struct ts t;
+    start_app(&t, "/", parking_echo, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     for (int round = 0; round < 20; round++) {
         /* One write: two whole messages, one in two fragments (RFC 6455 §5.4), one more. */
@@ -259,7 +263,8 @@ static void logging_echo(struct kite_session *s, void *ud)
 
 TEST(handler_peer_close_is_onclose)
 {
-    struct ts t = start_app("/", logging_echo, false);
+    struct ts t;
+    start_app(&t, "/", logging_echo, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     tc_text(c, "one");
     TC_EXPECT(c, KITE_OP_TEXT, "one");
@@ -273,7 +278,8 @@ TEST(handler_peer_close_is_onclose)
 
 TEST(handler_protocol_error_is_onerror)
 {
-    struct ts t = start_app("/", logging_echo, false);
+    struct ts t;
+    start_app(&t, "/", logging_echo, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     /* RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection with 1007. */
     tc_send(c, KITE_OP_TEXT, true, "\xc3\x28", 2);
@@ -285,7 +291,8 @@ TEST(handler_protocol_error_is_onerror)
 
 TEST(handler_peer_vanishes_while_receiving)
 {
-    struct ts t = start_app("/", logging_echo, false);
+    struct ts t;
+    start_app(&t, "/", logging_echo, false);
     /* A FIN without a close frame is not an error: 1006, onClose (session.h). */
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     tc_text(c, "x");
@@ -318,7 +325,8 @@ static void returns_at_once(struct kite_session *s, void *ud)
 
 TEST(handler_return_closes_1000)
 {
-    struct ts t = start_app("/", returns_at_once, false);
+    struct ts t;
+    start_app(&t, "/", returns_at_once, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     ASSERT_REC("started;", 3000);
     /* Ktor: once the block returns, close(CloseReason(NORMAL, "")) is scheduled. */
@@ -333,7 +341,8 @@ TEST(handler_return_closes_1000)
 
 TEST(handler_raw_return_terminates)
 {
-    struct ts t = start_app("/", returns_at_once, true);
+    struct ts t;
+    start_app(&t, "/", returns_at_once, true);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     ASSERT_REC("started;", 3000);
     /* Ktor's webSocketRaw: the connection is terminated at once, no close frame. */
@@ -475,7 +484,8 @@ static void flood(struct kite_session *s, void *ud)
 
 TEST(handler_send_parks_then_resumes_when_peer_reads)
 {
-    struct ts t = start_app("/", flood, false);
+    struct ts t;
+    start_app(&t, "/", flood, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     kit_sleep_ms(300);
     char log[16384];
@@ -490,7 +500,8 @@ TEST(handler_send_parks_then_resumes_when_peer_reads)
 
 TEST(handler_send_ends_when_peer_vanishes)
 {
-    struct ts t = start_app("/", flood, false);
+    struct ts t;
+    start_app(&t, "/", flood, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     kit_sleep_ms(200);
     close(c->fd); /* with unread data: a reset */
@@ -521,7 +532,8 @@ static void flush_then_log(struct kite_session *s, void *ud)
 
 TEST(handler_flush_waits_for_the_kernel)
 {
-    struct ts t = start_app("/", flush_then_log, false);
+    struct ts t;
+    start_app(&t, "/", flush_then_log, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     ASSERT_REC("queued;", 3000);
     kit_sleep_ms(200);
@@ -554,7 +566,8 @@ static void terminate_on_message(struct kite_session *s, void *ud)
 
 TEST(handler_terminate_drops_without_close_frame)
 {
-    struct ts t = start_app("/", terminate_on_message, false);
+    struct ts t;
+    start_app(&t, "/", terminate_on_message, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     tc_text(c, "go");
     struct tc_frame f;
@@ -580,7 +593,8 @@ static void close_then_drain(struct kite_session *s, void *ud)
 
 TEST(handler_close_then_receive_until_the_reply)
 {
-    struct ts t = start_app("/", close_then_drain, false);
+    struct ts t;
+    start_app(&t, "/", close_then_drain, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     char reason[64];
     ASSERT_EQ(tc_expect_close(c, reason, sizeof(reason)), 4000);
@@ -626,7 +640,8 @@ static void request_info(struct kite_session *s, void *ud)
 
 TEST(handler_request_info_and_options)
 {
-    struct ts t = start_app("/chat/{room}", request_info, false);
+    struct ts t;
+    start_app(&t, "/chat/{room}", request_info, false);
     struct tc *c = tc_open_ok(t.port, "/chat/lobby?who=ann", "X-Test: 42\r\n");
     ASSERT_REC("room=lobby who=ann x=42 from=127.0.0.1;", 3000);
     /* ping_period_ms 50: a ping arrives (RFC 6455 §5.5.2). */
@@ -668,7 +683,8 @@ static void raw_handler(struct kite_session *s, void *ud)
 
 TEST(handler_raw_route_sees_every_frame)
 {
-    struct ts t = start_app("/", raw_handler, true);
+    struct ts t;
+    start_app(&t, "/", raw_handler, true);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     tc_send(c, KITE_OP_PING, true, "p", 1);
     TC_EXPECT(c, KITE_OP_PONG, "p"); /* answered by the handler, not by kite */
@@ -720,7 +736,8 @@ static void blocking_handler(struct kite_session *s, void *ud)
 
 TEST(handler_run_blocking_resumes_with_result)
 {
-    struct ts t = start_app("/", blocking_handler, false);
+    struct ts t;
+    start_app(&t, "/", blocking_handler, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     for (int i = 0; i < 50; i++) {
         char msg[16];
@@ -752,7 +769,8 @@ static void blocking_then_end(struct kite_session *s, void *ud)
 
 TEST(handler_session_ends_during_blocking_call)
 {
-    struct ts t = start_app("/", blocking_then_end, false);
+    struct ts t;
+    start_app(&t, "/", blocking_then_end, false);
     struct tc *c = tc_open_ok(t.port, "/", NULL);
     close(c->fd);
     c->fd = -1;
