@@ -36,7 +36,7 @@ static const struct kite_codec_callbacks codec_cb = {
 
 static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events);
 static void timer_cb(struct kite_loop *loop, struct kite__timer *t);
-static void flush_cb(struct kite_loop *loop, struct kite__pending *p);
+static void flush_out(struct kite_session *s);
 static void finish(struct kite_session *s);
 
 void kite_send_limits_init(struct kite_send_limits *l)
@@ -67,8 +67,8 @@ static struct kite__session_ext *ext_get(struct kite_session *s)
  * malloc size class smaller than with the session first.
  */
 /* An idle connection is this block: keep it from growing unnoticed (session.h). */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct kite_session) <= 144,
-               "struct kite_session grew past 144 bytes");
+_Static_assert(sizeof(void *) != 8 || sizeof(struct kite_session) <= 128,
+               "struct kite_session grew past 128 bytes");
 
 static size_t codec_room(void)
 {
@@ -115,7 +115,6 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     s->ud = cfg->ud;
     atomic_init(&s->refs, 1u);
     kite__io_init(&s->io, tp->fd, io_cb);
-    kite__pending_init(&s->flush, flush_cb);
     s->flags = S_TIMER_STALE;
     *out = s;
     return KITE_OK;
@@ -206,12 +205,11 @@ static void destroy(struct kite_session *s)
     /* The fd is closed just below, which takes it out of epoll: no EPOLL_CTL_DEL. */
     kite__io_close(s->loop, &s->io);
     timer_free(s);
-    kite__pending_remove(s->loop, &s->flush);
+    kite__io_flush_cancel(s->loop, &s->io);
     kite__tp_close(&s->tp);
     if (s->cfg->on_destroy)
         s->cfg->on_destroy(s, s->cfg->owner);
-    /* The dead watcher's and flush entry's bytes become a fresh task (its flags must
-     * start at 0). */
+    /* The dead watcher's bytes become a fresh task (its flags must start at 0). */
     memset(&s->free_task, 0, sizeof(s->free_task));
     kite__loop_defer(s->loop, &s->free_task, session_free, s);
 }
@@ -242,7 +240,7 @@ size_t kite__session_buffered(const struct kite_session *s)
 static void want_flush(struct kite_session *s)
 {
     if (!(s->flags & (S_WRITE_WAIT | S_DEAD)))
-        kite__pending_add(s->loop, &s->flush);
+        kite__io_flush(s->loop, &s->io);
 }
 
 static const struct kite_send_limits *limits_of(const struct kite_session *s)
@@ -424,6 +422,10 @@ static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
     struct kite_session *s = kite__container_of(io, struct kite_session, io);
     KITE_UNUSED(loop);
+    if (events & KITE__IO_FLUSH) {
+        flush_out(s);
+        return;
+    }
     if (events & KITE__IO_WRITE) {
         s->flags &= (uint16_t)~S_WRITE_WAIT;
         write_out(s);
@@ -468,10 +470,9 @@ static void timer_cb(struct kite_loop *loop, struct kite__timer *t)
     finish(s);
 }
 
-static void flush_cb(struct kite_loop *loop, struct kite__pending *p)
+/* The before-sleep write (KITE__IO_FLUSH), which also feeds the stash after a resume. */
+static void flush_out(struct kite_session *s)
 {
-    struct kite_session *s = kite__container_of(p, struct kite_session, flush);
-    KITE_UNUSED(loop);
     if (s->flags & S_RESUME) {
         s->flags &= (uint16_t)~S_RESUME;
         feed_stash(s);
@@ -520,9 +521,7 @@ static void update_io(struct kite_session *s)
     /* Plain TCP wants what it is asked for; TLS may need the other direction. */
     if (s->tp.vt != &kite__tcp_vt)
         ev = kite__tp_want_events(&s->tp, ev);
-    if (s->io.active && s->io.events == ev)
-        return; /* the usual case: nothing changed */
-    int rc = kite__io_update(s->loop, &s->io, ev);
+    int rc = kite__io_start(s->loop, &s->io, ev); /* the usual case: nothing changed */
     if (rc < 0)
         transport_ended(s, rc);
 }
@@ -706,7 +705,7 @@ void kite__session_resume(struct kite_session *s)
     s->flags &= (uint16_t)~S_IO_PARKED;
     if (s->ext && s->ext->stash.len && !(s->flags & S_DEAD)) {
         s->flags |= S_RESUME;
-        kite__pending_add(s->loop, &s->flush); /* fed before the loop sleeps, not here */
+        kite__io_flush(s->loop, &s->io); /* fed before the loop sleeps, not here */
     }
     if (s->depth == 0)
         finish(s);

@@ -86,20 +86,17 @@ struct kite__session_timer {
 };
 
 /*
- * 144 bytes on 64-bit targets, in one block after the codec's 136 (see session.c):
- * an idle connection is this 280-byte block (a 288-byte glibc chunk). What only some
+ * 128 bytes on 64-bit targets, in one block after the codec's 136 (see session.c):
+ * an idle connection is this 264-byte block (a 272-byte glibc chunk). What only some
  * sessions need is in `ext` and `tm`.
  */
 struct kite_session {
     struct kite__transport tp; /* owns the fd */
     /* Once the session is torn down (destroy() in session.c), the watcher is closed and
-     * the flush unqueued for good (the loop never touches them again), so the deferred
-     * free reuses their bytes. */
+     * its flush unqueued for good (the loop never touches it again), so the deferred
+     * free reuses its bytes. */
     union {
-        struct {
-            struct kite__io io;         /* fd watcher */
-            struct kite__pending flush; /* before-sleep write (and stash feeding) */
-        };
+        struct kite__io io; /* fd watcher, and the before-sleep write (and stash feeding) */
         struct kite_loop_task free_task;          /* dead: the deferred free */
         const struct kite_allocator *shell_alloc; /* freed inside, kept by a reference */
     };
