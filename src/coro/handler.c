@@ -300,7 +300,7 @@ static bool finished(struct handler *h)
         return false;
     }
     struct kite_session *s = h->s;
-    if (!kite_codec_close_sent(s->codec)) {
+    if (!kite_codec_close_sent(kite__session_codec(s))) {
         if (h->flags & H_RAW)
             kite_session_terminate(s);
         else

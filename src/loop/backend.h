@@ -1,7 +1,8 @@
 /*
  * loop/backend — the poller behind the loop: four calls (create, ctl, wait, free), so
  * another backend (kqueue, io_uring) can replace loop_epoll.c without touching loop.c.
- * Event bits are KITE__IO_* (loop.h); the epoll backend uses them unchanged.
+ * Event bits are KITE__IO_* (loop.h); the epoll backend uses them unchanged but for
+ * KITE__IO_EDGE, which it turns into EPOLLET.
  */
 #ifndef KITE_LOOP_BACKEND_H
 #define KITE_LOOP_BACKEND_H

@@ -43,6 +43,12 @@ bool kite_loop_is_current(const struct kite_loop *loop)
 
 /* ---- fd watchers ---------------------------------------------------------------- */
 
+/* The slot is an int16_t: every event index of a wait must fit. */
+_Static_assert(KITE__LOOP_MAX_EVENTS <= INT16_MAX, "kite__io.slot cannot index the events");
+/* Every connection embeds one (loop.h): keep it from growing unnoticed. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct kite__io) <= 32,
+               "struct kite__io grew past 32 bytes");
+
 void kite__io_init(struct kite__io *io, int fd, kite__io_cb *cb)
 {
     io->cb = cb;
@@ -50,11 +56,15 @@ void kite__io_init(struct kite__io *io, int fd, kite__io_cb *cb)
     io->events = 0;
     io->slot = -1;
     io->active = false;
+    io->fnext = NULL;
+    io->fprev = NULL;
 }
 
 int kite__io_update(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
     int rc;
+    if (events & ~(uint32_t)(KITE__IO_READ | KITE__IO_WRITE | KITE__IO_EDGE))
+        return KITE_ERR_INVALID; /* io->events keeps only these */
     if (io->active) {
         if (io->events == events)
             return KITE_OK;
@@ -64,7 +74,7 @@ int kite__io_update(struct kite_loop *loop, struct kite__io *io, uint32_t events
     }
     if (rc < 0)
         return rc;
-    io->events = events;
+    io->events = (uint8_t)events;
     io->active = true;
     return KITE_OK;
 }
@@ -105,7 +115,8 @@ void kite__io_close(struct kite_loop *loop, struct kite__io *io)
 int kite__io_transfer(struct kite_loop *loop, struct kite__io *from, struct kite__io *to,
                       uint32_t events)
 {
-    if (!from->active || to->active || from->fd != to->fd)
+    if (!from->active || to->active || from->fd != to->fd ||
+        (events & ~(uint32_t)(KITE__IO_READ | KITE__IO_WRITE | KITE__IO_EDGE)))
         return KITE_ERR_INVALID;
     int rc = kite__poll_ctl(loop->pfd, KITE__POLL_MOD, to->fd, events, to);
     if (rc < 0)
@@ -113,7 +124,7 @@ int kite__io_transfer(struct kite_loop *loop, struct kite__io *from, struct kite
     from->active = false;
     from->events = 0;
     drop_collected(loop, from);
-    to->events = events;
+    to->events = (uint8_t)events;
     to->active = true;
     return KITE_OK;
 }
@@ -122,7 +133,7 @@ static void dispatch(struct kite_loop *loop, int n)
 {
     kite__poll_event *ev = loop->events;
     for (int i = 0; i < n; i++)
-        ((struct kite__io *)kite__pev_ptr(&ev[i]))->slot = i;
+        ((struct kite__io *)kite__pev_ptr(&ev[i]))->slot = (int16_t)i;
     loop->nevents = n;
     for (loop->ievent = 0; loop->ievent < loop->nevents; loop->ievent++) {
         struct kite__io *io = kite__pev_ptr(&ev[loop->ievent]);
@@ -168,32 +179,25 @@ static void run_deferred(struct kite_loop *loop)
 
 /* ---- before-sleep work ---------------------------------------------------------- */
 
-void kite__pending_init(struct kite__pending *p, kite__pending_cb *cb)
+void kite__io_flush_link(struct kite_loop *loop, struct kite__io *io)
 {
-    p->next = NULL;
-    p->pprev = NULL;
-    p->cb = cb;
+    io->fnext = loop->pending;
+    if (io->fnext)
+        io->fnext->fprev = &io->fnext;
+    loop->pending = io;
+    io->fprev = &loop->pending;
 }
 
-void kite__pending_link(struct kite_loop *loop, struct kite__pending *p)
-{
-    p->next = loop->pending;
-    if (p->next)
-        p->next->pprev = &p->next;
-    loop->pending = p;
-    p->pprev = &loop->pending;
-}
-
-void kite__pending_remove(struct kite_loop *loop, struct kite__pending *p)
+void kite__io_flush_cancel(struct kite_loop *loop, struct kite__io *io)
 {
     KITE_UNUSED(loop);
-    if (!p->pprev)
+    if (!io->fprev)
         return;
-    *p->pprev = p->next;
-    if (p->next)
-        p->next->pprev = p->pprev;
-    p->next = NULL;
-    p->pprev = NULL;
+    *io->fprev = io->fnext;
+    if (io->fnext)
+        io->fnext->fprev = io->fprev;
+    io->fnext = NULL;
+    io->fprev = NULL;
 }
 
 void kite__loop_hook_add(struct kite_loop *loop, struct kite__hook *h, kite__hook_cb *cb)
@@ -220,18 +224,18 @@ void kite__loop_hook_remove(struct kite_loop *loop, struct kite__hook *h)
     h->pprev = NULL;
 }
 
-/* One pass over the entries queued so far. The batch is moved to a local list first, so
- * entries added by the callbacks wait for the next pass, and a removal during the pass
- * (through pprev) unlinks from the local list. */
+/* One pass over the flushes queued so far. The batch is moved to a local list first, so
+ * flushes queued by the callbacks wait for the next pass, and a cancel during the pass
+ * (through fprev) unlinks from the local list. */
 static void pending_pass(struct kite_loop *loop)
 {
-    struct kite__pending *batch = loop->pending;
+    struct kite__io *batch = loop->pending;
     loop->pending = NULL;
-    batch->pprev = &batch;
-    struct kite__pending *p;
-    while ((p = batch) != NULL) {
-        kite__pending_remove(loop, p);
-        p->cb(loop, p);
+    batch->fprev = &batch;
+    struct kite__io *io;
+    while ((io = batch) != NULL) {
+        kite__io_flush_cancel(loop, io);
+        io->cb(loop, io, KITE__IO_FLUSH);
     }
 }
 

@@ -6,9 +6,10 @@
  * nothing, and after a stop/cancel/remove the loop never touches the struct again, so
  * the owner may free it at once):
  *
- *   struct kite__io      an fd watcher: callback(loop, io, events), read/write interest
+ *   struct kite__io      an fd watcher: callback(loop, io, events), read/write interest,
+ *                        and "flush me before the loop sleeps" (kite__io_flush), O(1)
+ *                        add (deduplicated)
  *   struct kite__timer   a one-shot timer on a hashed wheel, O(1) start/restart/stop
- *   struct kite__pending "flush me before the loop sleeps", O(1) add (deduplicated)
  *   struct kite__hook    a callback run before every sleep
  *   struct kite_loop_task (public) a deferred function, run at the end of the iteration
  *
@@ -44,13 +45,19 @@
  * BEFORE-SLEEP FLUSHING (DESIGN §3: small writes of one iteration corked into one
  * syscall). The pattern for a connection with an output queue:
  *
- *     struct conn { struct kite__io io; struct kite__pending flush; ... };
- *     kite__pending_init(&c->flush, conn_flush);      // once
+ *     struct conn { struct kite__io io; ... };
+ *     kite__io_init(&c->io, fd, conn_io);            // once
  *     // on send: append to c's output queue, then
- *     kite__pending_add(loop, &c->flush);             // O(1); no-op if already queued
- *     // before epoll_wait the loop calls conn_flush(loop, &c->flush) once; it does one
- *     // writev of everything queued, and on a partial write turns KITE__IO_WRITE on.
- *     // on close: kite__pending_remove(loop, &c->flush);
+ *     kite__io_flush(loop, &c->io);                  // O(1); no-op if already queued
+ *     // before epoll_wait the loop calls conn_io(loop, &c->io, KITE__IO_FLUSH) once; it
+ *     // does one writev of everything queued, and on a partial write turns
+ *     // KITE__IO_WRITE on.
+ *     // on close: kite__io_flush_cancel(loop, &c->io);
+ *
+ * The flush request lives in the watcher (a connection that writes has one anyway), so
+ * it costs no callback pointer of its own: an idle connection is mostly these structs.
+ * It is independent of the registration: an inactive watcher (never started, or
+ * stopped) can be flushed too, and kite__io_stop/close leave a queued flush queued.
  *
  * Entries added while the loop is flushing (by another entry's callback, or by an entry
  * re-adding itself) are flushed in a further pass before sleeping; after
@@ -83,32 +90,41 @@
 
 /* ---- fd watchers ---------------------------------------------------------------- */
 
-/* Event bits. They equal the epoll bits so the epoll backend needs no translation. */
+/* Event bits. They equal the epoll bits so the epoll backend needs no translation, but
+ * for KITE__IO_EDGE (a low bit, so the interest fits in a byte; loop_epoll.c). */
 #define KITE__IO_READ 0x001u  /* readable, or EOF/error pending (EPOLLIN) */
 #define KITE__IO_WRITE 0x004u /* writable (EPOLLOUT) */
 #define KITE__IO_ERROR 0x008u /* error pending on the fd (EPOLLERR); reported only */
 #define KITE__IO_HUP 0x010u   /* both directions hung up (EPOLLHUP); reported only */
-#define KITE__IO_EDGE (1u << 31) /* interest flag: edge-triggered (EPOLLET) */
+#define KITE__IO_EDGE 0x080u  /* interest flag: edge-triggered (EPOLLET; the backend
+                                * translates it, so the interest fits in a byte) */
+#define KITE__IO_FLUSH 0x10000u /* reported only: the before-sleep call (kite__io_flush) */
 
 struct kite__io;
-/* `events`: KITE__IO_* bits that are ready. Runs on the loop thread. */
+/* `events`: KITE__IO_* bits that are ready, or exactly KITE__IO_FLUSH for a requested
+ * before-sleep flush. Runs on the loop thread. */
 typedef void kite__io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events);
 
+/* 32 bytes on 64-bit targets, the before-sleep flush link included (an idle connection
+ * is mostly its session, which embeds one). */
 struct kite__io {
-    kite__io_cb *cb; /* called with the ready events */
+    kite__io_cb *cb; /* called with the ready events, and with KITE__IO_FLUSH */
     int fd;          /* the watched fd; owned by the watcher's owner, not by the loop */
-    uint32_t events; /* current interest (KITE__IO_READ|WRITE|EDGE) */
-    int slot;        /* loop-private: index of its event in the wait being dispatched */
+    uint8_t events;  /* current interest (KITE__IO_READ|WRITE|EDGE) */
     bool active;     /* registered with epoll */
+    int16_t slot;    /* loop-private: index of its event in the wait being dispatched
+                      * (< KITE__LOOP_MAX_EVENTS) */
+    /* loop-private: the before-sleep flush list; fprev is NULL when not queued */
+    struct kite__io *fnext, **fprev;
 };
 
-/* Prepare a watcher for `fd` (no syscall). */
+/* Prepare a watcher for `fd` (no syscall). Not on a watcher whose flush is queued. */
 void kite__io_init(struct kite__io *io, int fd, kite__io_cb *cb);
 /*
  * Register the watcher, or change its interest to `events` (KITE__IO_READ, _WRITE,
  * _EDGE; 0 keeps it registered for errors only). No syscall when already registered
- * with the same interest. Returns KITE_OK or the -errno of epoll_ctl (the watcher's
- * state is then unchanged). The no-change test is inline; kite__io_update does the rest.
+ * with the same interest. Returns KITE_OK, KITE_ERR_INVALID for other bits, or the
+ * -errno of epoll_ctl (the watcher's state is then unchanged). The no-change test is inline; kite__io_update does the rest.
  */
 int kite__io_update(struct kite_loop *loop, struct kite__io *io, uint32_t events);
 static inline int kite__io_start(struct kite_loop *loop, struct kite__io *io, uint32_t events)
@@ -118,7 +134,8 @@ static inline int kite__io_start(struct kite_loop *loop, struct kite__io *io, ui
     return kite__io_update(loop, io, events);
 }
 /* Unregister (idempotent). Events already collected for this iteration are dropped, so
- * the callback is not called again and the owner may free the struct at once. */
+ * the callback is not called again and the owner may free the struct at once (once a
+ * queued flush is cancelled too). */
 void kite__io_stop(struct kite_loop *loop, struct kite__io *io);
 /*
  * kite__io_stop() for an fd that is closed right after, before the loop waits again:
@@ -181,30 +198,21 @@ static inline bool kite__timer_active(const struct kite__timer *t)
     return t->pprev != NULL;
 }
 
-/* ---- before-sleep: pending flushes and hooks ------------------------------------- */
+/* ---- before-sleep: flushes and hooks --------------------------------------------- */
 
-struct kite__pending;
-typedef void kite__pending_cb(struct kite_loop *loop, struct kite__pending *p);
-
-struct kite__pending {
-    struct kite__pending *next;
-    struct kite__pending **pprev; /* NULL when not queued */
-    kite__pending_cb *cb;
-};
-
-void kite__pending_init(struct kite__pending *p, kite__pending_cb *cb);
-/* Queue `p` to run once before the loop next sleeps. O(1); no-op if already queued. */
-void kite__pending_link(struct kite_loop *loop, struct kite__pending *p); /* unqueued p only */
-static inline void kite__pending_add(struct kite_loop *loop, struct kite__pending *p)
+/* Call io->cb(loop, io, KITE__IO_FLUSH) once before the loop next sleeps. O(1); no-op
+ * if already queued. Whether the watcher is registered does not matter. */
+void kite__io_flush_link(struct kite_loop *loop, struct kite__io *io); /* unqueued io only */
+static inline void kite__io_flush(struct kite_loop *loop, struct kite__io *io)
 {
-    if (!p->pprev)
-        kite__pending_link(loop, p);
+    if (!io->fprev)
+        kite__io_flush_link(loop, io);
 }
-/* Unqueue (idempotent). O(1). */
-void kite__pending_remove(struct kite_loop *loop, struct kite__pending *p);
-static inline bool kite__pending_queued(const struct kite__pending *p)
+/* Unqueue (idempotent). O(1). The loop then no longer touches the watcher for it. */
+void kite__io_flush_cancel(struct kite_loop *loop, struct kite__io *io);
+static inline bool kite__io_flush_queued(const struct kite__io *io)
 {
-    return p->pprev != NULL;
+    return io->fprev != NULL;
 }
 
 struct kite__hook;
@@ -216,8 +224,8 @@ struct kite__hook {
     kite__hook_cb *cb;
 };
 
-/* Run cb(loop, h) before every sleep, before the pending flushes (so a hook may add
- * pending entries). Hooks run in an unspecified order. A hook may remove itself. */
+/* Run cb(loop, h) before every sleep, before the flushes (so a hook may queue
+ * flushes). Hooks run in an unspecified order. A hook may remove itself. */
 void kite__loop_hook_add(struct kite_loop *loop, struct kite__hook *h, kite__hook_cb *cb);
 void kite__loop_hook_remove(struct kite_loop *loop, struct kite__hook *h);
 
@@ -262,7 +270,7 @@ struct kite_loop {
     uint64_t tick;                        /* last tick processed */
     size_t ntimers;                       /* active timers */
     /* before-sleep and end-of-iteration work */
-    struct kite__pending *pending;
+    struct kite__io *pending;             /* queued flushes (kite__io_flush) */
     struct kite__hook *hooks;
     struct kite_loop_task *defer_head, **defer_tail;
     /* cross-thread queue: a lock-free LIFO of tasks, taken whole and reversed */

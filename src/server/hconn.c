@@ -21,7 +21,6 @@ enum {
 
 static void hc_io(struct kite_loop *loop, struct kite__io *io, uint32_t events);
 static void hc_timer(struct kite_loop *loop, struct kite__timer *t);
-static void hc_flush(struct kite_loop *loop, struct kite__pending *p);
 static void hc_finish(struct kite__hconn *hc);
 
 /* ---- lifecycle -------------------------------------------------------------------- */
@@ -89,7 +88,6 @@ void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *p
     }
     kite__io_init(&hc->io, fd, hc_io);
     kite__timer_init(&hc->timer, hc_timer);
-    kite__pending_init(&hc->flush, hc_flush);
     /* The handshake deadline covers TLS too: a client that stalls it is dropped. */
     int rc = kite__io_start(app->loop, &hc->io, kite__tp_want_events(&hc->tp, KITE__IO_READ));
     if (rc < 0) {
@@ -127,7 +125,7 @@ static void hc_destroy(struct kite__hconn *hc)
     else
         kite__io_close(app->loop, &hc->io); /* the fd is closed just below */
     kite__timer_stop(app->loop, &hc->timer);
-    kite__pending_remove(app->loop, &hc->flush);
+    kite__io_flush_cancel(app->loop, &hc->io);
     if (!(hc->flags & H_UPGRADED))
         kite__tp_close(&hc->tp);
     if (hc->prev)
@@ -168,10 +166,9 @@ static void hc_write(struct kite__hconn *hc)
         hc->flags &= ~(uint32_t)H_WRITE_WAIT;
 }
 
-static void hc_flush(struct kite_loop *loop, struct kite__pending *p)
+/* The before-sleep write of the responses queued in this iteration (KITE__IO_FLUSH). */
+static void hc_flush(struct kite__hconn *hc)
 {
-    struct kite__hconn *hc = kite__container_of(p, struct kite__hconn, flush);
-    KITE_UNUSED(loop);
     hc_write(hc);
     hc_finish(hc);
 }
@@ -203,7 +200,7 @@ static int put_response(struct kite__hconn *hc, int status, const char *ctype,
     if (rc == KITE_OK && !head_only)
         rc = kite__buf_append(&hc->out, a, body, len);
     if (rc == KITE_OK)
-        kite__pending_add(hc->app->loop, &hc->flush);
+        kite__io_flush(hc->app->loop, &hc->io);
     return rc;
 }
 
@@ -492,7 +489,7 @@ static void upgrade(struct kite__hconn *hc, struct kite_route *route, struct kit
             if (kite__ws_write_reject(&hc->out, app->alloc, &up) < 0)
                 hc_destroy(hc);
             else
-                kite__pending_add(app->loop, &hc->flush);
+                kite__io_flush(app->loop, &hc->io);
         } else {
             respond_error(hc, status, why, NULL, 0, false);
         }
@@ -681,6 +678,10 @@ static void hc_io(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
     struct kite__hconn *hc = kite__container_of(io, struct kite__hconn, io);
     KITE_UNUSED(loop);
+    if (events & KITE__IO_FLUSH) {
+        hc_flush(hc);
+        return;
+    }
     if (hc->flags & H_TLS_HS) {
         hc_tls_step(hc);
         hc_finish(hc);

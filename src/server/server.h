@@ -112,9 +112,8 @@ int kite__app_add_teardown(struct kite_app *app, void (*fn)(struct kite_app *app
 /* An HTTP connection: from accept to the upgrade (or to the end of keep-alive). */
 struct kite__hconn {
     struct kite__transport tp;
-    struct kite__io io;
-    struct kite__timer timer;   /* request deadline, then the linger deadline */
-    struct kite__pending flush; /* before-sleep write of responses */
+    struct kite__io io;       /* also the before-sleep write of responses (KITE__IO_FLUSH) */
+    struct kite__timer timer; /* request deadline, then the linger deadline */
     struct kite_app *app;
     struct kite__hconn *prev, *next;
     struct kite_buf in;  /* a partial request head (copied out of rxbuf) */

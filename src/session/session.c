@@ -19,6 +19,7 @@ enum {
     S_LINGER = 1u << 7,       /* output done, waiting for the peer's EOF */
     S_DEAD = 1u << 8,         /* torn down; memory freed at the end of the iteration */
     S_TP_DONE = 1u << 9,      /* EOF or transport error seen: no more I/O */
+    S_FREED = 1u << 10,       /* the deferred free ran: the codec is released */
     S_IO_PARKED = 1u << 11,   /* paused with a hang-up pending: watcher stopped */
     S_TIMER_STALE = 1u << 12, /* timer_key says nothing: update_timer must look */
     S_WRITE_ERR = 1u << 13,   /* a direct write failed: torn down by the next write_out */
@@ -43,7 +44,7 @@ static const struct kite_codec_callbacks codec_cb = {
 
 static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events);
 static void timer_cb(struct kite_loop *loop, struct kite__timer *t);
-static void flush_cb(struct kite_loop *loop, struct kite__pending *p);
+static void flush_out(struct kite_session *s);
 static void finish(struct kite_session *s);
 
 void kite_send_limits_init(struct kite_send_limits *l)
@@ -74,18 +75,46 @@ static struct kite__session_ext *ext_get(struct kite_session *s)
  * malloc size class smaller than with the session first.
  */
 /* An idle connection is this block: keep it from growing unnoticed (session.h). */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct kite_session) <= 144,
-               "struct kite_session grew past 144 bytes");
+_Static_assert(sizeof(void *) != 8 || sizeof(struct kite_session) <= 112,
+               "struct kite_session grew past 112 bytes");
 
-static size_t codec_room(void)
+/* The codec's share of the block: the session starts this far in. A constant, so the
+ * codec and the session are found from each other by an offset, not a stored pointer. */
+#define CODEC_ROOM                                                                         \
+    ((sizeof(struct kite_codec) + _Alignof(struct kite_session) - 1) &                     \
+     ~(_Alignof(struct kite_session) - 1))
+
+static inline struct kite_codec *codec_of(const struct kite_session *s)
 {
-    size_t a = _Alignof(struct kite_session);
-    return (kite_codec_size() + a - 1) & ~(a - 1);
+    return (struct kite_codec *)(void *)((char *)(uintptr_t)s - CODEC_ROOM);
+}
+
+static inline struct kite_session *session_of(const struct kite_codec *c)
+{
+    return (struct kite_session *)(void *)((char *)(uintptr_t)c + CODEC_ROOM);
+}
+
+/* The user data: kept in the codec's ud (the codec callbacks find the session by
+ * session_of), so the session stores no copy. */
+static inline void *ud_of(const struct kite_session *s)
+{
+    return codec_of(s)->ud;
+}
+
+/* The codec while the session holds one (until the deferred free), else NULL. */
+static const struct kite_codec *live_codec(const struct kite_session *s)
+{
+    return (s->flags & S_FREED) ? NULL : codec_of(s);
+}
+
+struct kite_codec *kite__session_codec(const struct kite_session *s)
+{
+    return codec_of(s);
 }
 
 static void *block_of(struct kite_session *s)
 {
-    return (char *)s - codec_room();
+    return codec_of(s);
 }
 
 int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cfg,
@@ -99,7 +128,7 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
                           struct kite_session **out)
 {
     *out = NULL;
-    size_t room = codec_room();
+    size_t room = CODEC_ROOM;
     char *block = kite__calloc(cfg->alloc, room + sizeof(struct kite_session));
     if (!block)
         return KITE_ERR_NOMEM;
@@ -111,18 +140,16 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     cc.options = *cfg->ws;
     cc.allocator = cfg->alloc;
     cc.extensions = ext;
-    s->codec = kite_codec_new_in(block, &cc, &codec_cb, s, kite__loop_now(loop));
-    if (!s->codec) {
+    /* The codec carries the user data; its callbacks find s by session_of. */
+    if (!kite_codec_new_in(block, &cc, &codec_cb, cfg->ud, kite__loop_now(loop))) {
         kite__free(cfg->alloc, block);
         return cfg->ws->timeout_ms == 0 ? KITE_ERR_INVALID : KITE_ERR_NOMEM;
     }
     s->tp = *tp;
     s->loop = loop;
     s->cfg = cfg;
-    s->ud = cfg->ud;
     atomic_init(&s->refs, 1u);
     kite__io_init(&s->io, tp->fd, io_cb);
-    kite__pending_init(&s->flush, flush_cb);
     s->flags = S_TIMER_STALE;
     *out = s;
     return KITE_OK;
@@ -168,7 +195,7 @@ void kite__session_discard(struct kite_session *s)
     if (!s)
         return;
     const struct kite_allocator *a = alloc_of(s);
-    kite_codec_free(s->codec); /* what it holds; its memory is the block's */
+    kite_codec_free(codec_of(s)); /* what it holds; its memory is the block's */
     ext_free(s);
     timer_free(s);
     kite__free(a, block_of(s));
@@ -191,8 +218,8 @@ static void session_free(struct kite_loop *loop, void *arg)
     const struct kite_allocator *a = alloc_of(s);
     void (*on_free)(void *) = s->cfg->on_free;
     void *owner = s->cfg->owner;
-    kite_codec_free(s->codec);
-    s->codec = NULL;
+    kite_codec_free(codec_of(s));
+    s->flags |= S_FREED;
     ext_free(s);
     s->cfg = NULL;
     if (on_free)
@@ -213,12 +240,11 @@ static void destroy(struct kite_session *s)
     /* The fd is closed just below, which takes it out of epoll: no EPOLL_CTL_DEL. */
     kite__io_close(s->loop, &s->io);
     timer_free(s);
-    kite__pending_remove(s->loop, &s->flush);
+    kite__io_flush_cancel(s->loop, &s->io);
     kite__tp_close(&s->tp);
     if (s->cfg->on_destroy)
         s->cfg->on_destroy(s, s->cfg->owner);
-    /* The dead watcher's and flush entry's bytes become a fresh task (its flags must
-     * start at 0). */
+    /* The dead watcher's bytes become a fresh task (its flags must start at 0). */
     memset(&s->free_task, 0, sizeof(s->free_task));
     kite__loop_defer(s->loop, &s->free_task, session_free, s);
 }
@@ -229,7 +255,7 @@ static void transport_ended(struct kite_session *s, int err)
 {
     s->flags |= S_TP_DONE;
     s->depth++;
-    kite_codec_transport_closed(s->codec, err);
+    kite_codec_transport_closed(codec_of(s), err);
     s->depth--;
     destroy(s);
 }
@@ -238,9 +264,9 @@ static void transport_ended(struct kite_session *s, int err)
 
 size_t kite__session_buffered(const struct kite_session *s)
 {
-    if (!s->codec)
+    if (s->flags & S_FREED)
         return 0; /* a closed session kept by a reference */
-    size_t n = kite__codec_pending_len(s->codec);
+    size_t n = kite__codec_pending_len(codec_of(s));
     if (s->ext)
         n += s->ext->pre.len;
     return n;
@@ -249,7 +275,7 @@ size_t kite__session_buffered(const struct kite_session *s)
 static void want_flush(struct kite_session *s)
 {
     if (!(s->flags & (S_WRITE_WAIT | S_DEAD)))
-        kite__pending_add(s->loop, &s->flush);
+        kite__io_flush(s->loop, &s->io);
 }
 
 static const struct kite_send_limits *limits_of(const struct kite_session *s)
@@ -283,7 +309,7 @@ static void after_write(struct kite_session *s)
     s->flags &= (uint16_t)~S_WANT_DRAIN;
     if (s->cfg->cb.on_drain) {
         s->depth++;
-        s->cfg->cb.on_drain(s, s->ud);
+        s->cfg->cb.on_drain(s, ud_of(s));
         s->depth--;
     }
 }
@@ -308,10 +334,10 @@ static void write_out(struct kite_session *s)
     size_t pre = s->ext ? s->ext->pre.len : 0;
     if (pre)
         iov[cnt++] = (struct iovec){kite__buf_head(&s->ext->pre), pre};
-    size_t n = kite__codec_pending_len(s->codec);
+    size_t n = kite__codec_pending_len(codec_of(s));
     if (n) {
         const uint8_t *p;
-        kite_codec_pending(s->codec, &p);
+        kite_codec_pending(codec_of(s), &p);
         iov[cnt++] = (struct iovec){(void *)p, n};
     }
     if (cnt == 0) {
@@ -334,7 +360,7 @@ static void write_out(struct kite_session *s)
             kite__buf_free(&s->ext->pre, alloc_of(s));
     }
     if (done > from_pre)
-        kite_codec_consume(s->codec, done - from_pre);
+        kite_codec_consume(codec_of(s), done - from_pre);
     if (done < pre + n)
         s->flags |= S_WRITE_WAIT;
     else
@@ -358,7 +384,7 @@ static void input_done(struct kite_session *s)
     if (!s->cfg->cb.on_input_done || (s->flags & (S_DEAD | S_CLOSED | S_TERMINATE)))
         return;
     s->depth++;
-    s->cfg->cb.on_input_done(s, s->ud);
+    s->cfg->cb.on_input_done(s, ud_of(s));
     s->depth--;
 }
 
@@ -366,7 +392,7 @@ static void input_done(struct kite_session *s)
  * lives in the stash (from_stash). Returns the bytes consumed. */
 static size_t feed(struct kite_session *s, uint8_t *in, size_t len, bool from_stash)
 {
-    if (len == 0 || kite__codec_is_closed(s->codec))
+    if (len == 0 || kite__codec_is_closed(codec_of(s)))
         return len;
     if (s->flags & S_PAUSED) {
         /* Paused before this input came in: deliver none of it. */
@@ -376,12 +402,12 @@ static size_t feed(struct kite_session *s, uint8_t *in, size_t len, bool from_st
         return len;
     }
     s->depth++;
-    ssize_t r = kite_codec_recv(s->codec, in, len, kite__loop_now(s->loop));
+    ssize_t r = kite_codec_recv(codec_of(s), in, len, kite__loop_now(s->loop));
     s->depth--;
     if (r < 0)
         return len; /* out of memory: the codec failed the connection (1011) */
     size_t used = (size_t)r;
-    if (used < len && (s->flags & S_PAUSED) && !kite__codec_is_closed(s->codec) &&
+    if (used < len && (s->flags & S_PAUSED) && !kite__codec_is_closed(codec_of(s)) &&
         !(s->flags & S_TERMINATE) && !from_stash)
         stash(s, in + used, len - used);
     input_done(s);
@@ -398,7 +424,7 @@ static void feed_stash(struct kite_session *s)
         if (used == 0 && !(s->flags & S_PAUSED))
             break;
         kite__buf_consume(&e->stash, used);
-        if (kite__codec_is_closed(s->codec))
+        if (kite__codec_is_closed(codec_of(s)))
             e->stash.len = 0;
     }
     if (e->stash.len == 0)
@@ -412,8 +438,8 @@ static void do_read(struct kite_session *s)
     /* Inside the payload of a large frame: read straight into the codec's message
      * buffer, where it is taken without a copy. Between frames (every small message)
      * the inline test spares the call. */
-    if (kite__frame_payload_left(&s->codec->p) > 0)
-        cap = kite_codec_recv_space(s->codec, &buf);
+    if (kite__frame_payload_left(&codec_of(s)->p) > 0)
+        cap = kite_codec_recv_space(codec_of(s), &buf);
     if (cap == 0)
         buf = kite__loop_rxbuf(s->loop, &cap);
     ssize_t n = kite__tp_read(&s->tp, buf, cap);
@@ -434,13 +460,17 @@ static void do_read(struct kite_session *s)
     /* TLS keeps its buffers while a frame's payload is still coming, frees them when
      * one ends: a large message does not cost an allocation per read. */
     if (s->tp.vt != &kite__tcp_vt && !(s->flags & S_DEAD))
-        kite__tls_quiet(&s->tp, kite__frame_payload_left(&s->codec->p) == 0);
+        kite__tls_quiet(&s->tp, kite__frame_payload_left(&codec_of(s)->p) == 0);
 }
 
 static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
     struct kite_session *s = kite__container_of(io, struct kite_session, io);
     KITE_UNUSED(loop);
+    if (events & KITE__IO_FLUSH) {
+        flush_out(s);
+        return;
+    }
     if (events & KITE__IO_WRITE) {
         s->flags &= (uint16_t)~S_WRITE_WAIT;
         write_out(s);
@@ -480,15 +510,14 @@ static void timer_cb(struct kite_loop *loop, struct kite__timer *t)
     }
     s->flags |= S_TIMER_STALE; /* the loop disarmed it by firing it */
     s->depth++;
-    kite_codec_tick(s->codec, kite__loop_now(loop));
+    kite_codec_tick(codec_of(s), kite__loop_now(loop));
     s->depth--;
     finish(s);
 }
 
-static void flush_cb(struct kite_loop *loop, struct kite__pending *p)
+/* The before-sleep write (KITE__IO_FLUSH), which also feeds the stash after a resume. */
+static void flush_out(struct kite_session *s)
 {
-    struct kite_session *s = kite__container_of(p, struct kite_session, flush);
-    KITE_UNUSED(loop);
     if (s->flags & S_RESUME) {
         s->flags &= (uint16_t)~S_RESUME;
         feed_stash(s);
@@ -517,9 +546,9 @@ static void start_linger(struct kite_session *s)
 static void do_terminate(struct kite_session *s)
 {
     s->flags &= (uint16_t)~S_TERMINATE;
-    if (!kite__codec_is_closed(s->codec)) {
+    if (!kite__codec_is_closed(codec_of(s))) {
         s->depth++;
-        kite__codec_abort(s->codec); /* reported as closed by us */
+        kite__codec_abort(codec_of(s)); /* reported as closed by us */
         s->depth--;
     }
     destroy(s);
@@ -537,9 +566,7 @@ static void update_io(struct kite_session *s)
     /* Plain TCP wants what it is asked for; TLS may need the other direction. */
     if (s->tp.vt != &kite__tcp_vt)
         ev = kite__tp_want_events(&s->tp, ev);
-    if (s->io.active && s->io.events == ev)
-        return; /* the usual case: nothing changed */
-    int rc = kite__io_update(s->loop, &s->io, ev);
+    int rc = kite__io_start(s->loop, &s->io, ev); /* the usual case: nothing changed */
     if (rc < 0)
         transport_ended(s, rc);
 }
@@ -559,7 +586,7 @@ static void update_timer(struct kite_session *s)
 {
     if (s->flags & (S_LINGER | S_DEAD))
         return; /* the linger deadline is set once */
-    const struct kite_codec *c = s->codec;
+    const struct kite_codec *c = codec_of(s);
     struct kite__session_timer *tm = s->tm;
     uint64_t key = timer_key(c);
     if (!(s->flags & S_TIMER_STALE)) {
@@ -596,7 +623,7 @@ static void finish(struct kite_session *s)
         do_terminate(s);
         return;
     }
-    bool closed = kite__codec_is_closed(s->codec);
+    bool closed = kite__codec_is_closed(codec_of(s));
     if (closed && (s->flags & S_TP_DONE)) {
         destroy(s);
         return;
@@ -616,28 +643,28 @@ static void finish(struct kite_session *s)
 static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
                          size_t len, void *ud)
 {
-    struct kite_session *s = ud;
-    KITE_UNUSED(c);
+    struct kite_session *s = session_of(c);
+    KITE_UNUSED(ud); /* the user's: s is found from c */
     if (s->cfg->cb.on_message && !(s->flags & S_TERMINATE)) {
         struct kite_msg m = {type, data, len};
-        s->cfg->cb.on_message(s, &m, s->ud);
+        s->cfg->cb.on_message(s, &m, ud_of(s));
     }
     return (s->flags & (S_PAUSED | S_TERMINATE)) ? KITE_PAUSE : KITE_OK;
 }
 
 static int cc_on_frame(struct kite_codec *c, const struct kite_frame *f, void *ud)
 {
-    struct kite_session *s = ud;
-    KITE_UNUSED(c);
+    struct kite_session *s = session_of(c);
+    KITE_UNUSED(ud); /* the user's: s is found from c */
     if (s->cfg->cb.on_frame && !(s->flags & S_TERMINATE))
-        s->cfg->cb.on_frame(s, f, s->ud);
+        s->cfg->cb.on_frame(s, f, ud_of(s));
     return (s->flags & (S_PAUSED | S_TERMINATE)) ? KITE_PAUSE : KITE_OK;
 }
 
 static void cc_on_close(struct kite_codec *c, const struct kite_close_info *ci, void *ud)
 {
-    struct kite_session *s = ud;
-    KITE_UNUSED(c);
+    struct kite_session *s = session_of(c);
+    KITE_UNUSED(ud); /* the user's: s is found from c */
     s->flags |= S_CLOSED;
     s->flags &= (uint16_t)~S_WANT_DRAIN;
     if (!(s->flags & S_OPENED))
@@ -645,9 +672,9 @@ static void cc_on_close(struct kite_codec *c, const struct kite_close_info *ci, 
     fire_flushed(s); /* nobody waits for a flush that will never come */
     s->depth++;
     if (ci->error && s->cfg->cb.on_error)
-        s->cfg->cb.on_error(s, ci->error, s->ud);
+        s->cfg->cb.on_error(s, ci->error, ud_of(s));
     if (s->cfg->cb.on_close)
-        s->cfg->cb.on_close(s, ci, s->ud);
+        s->cfg->cb.on_close(s, ci, ud_of(s));
     s->depth--;
 }
 
@@ -695,7 +722,7 @@ int kite__session_start(struct kite_session *s, const struct kite_request *req, 
     s->flags |= S_OPENED;
     s->depth++;
     if (s->cfg->cb.on_open)
-        s->cfg->cb.on_open(s, req, s->ud);
+        s->cfg->cb.on_open(s, req, ud_of(s));
     s->depth--;
     if (!(s->flags & (S_DEAD | S_TERMINATE)) && len > 0) {
         s->depth++;
@@ -723,7 +750,7 @@ void kite__session_resume(struct kite_session *s)
     s->flags &= (uint16_t)~S_IO_PARKED;
     if (s->ext && s->ext->stash.len && !(s->flags & S_DEAD)) {
         s->flags |= S_RESUME;
-        kite__pending_add(s->loop, &s->flush); /* fed before the loop sleeps, not here */
+        kite__io_flush(s->loop, &s->io); /* fed before the loop sleeps, not here */
     }
     if (s->depth == 0)
         finish(s);
@@ -761,7 +788,7 @@ static bool gone(const struct kite_session *s)
 /* The hard limit was hit under the CLOSE policy: close with 1008 (RFC 6455 §7.4.1). */
 static void fail_limit(struct kite_session *s)
 {
-    kite_codec_close(s->codec, KITE_CLOSE_POLICY, "send queue full", kite__loop_now(s->loop));
+    kite_codec_close(codec_of(s), KITE_CLOSE_POLICY, "send queue full", kite__loop_now(s->loop));
     want_flush(s);
     finish(s);
 }
@@ -815,8 +842,8 @@ static void direct_failed(struct kite_session *s, int err)
     if (e)
         e->write_err = err;
     s->flags |= S_WRITE_ERR;
-    kite_codec_consume(s->codec, kite__codec_pending_len(s->codec));
-    kite__pending_add(s->loop, &s->flush);
+    kite_codec_consume(codec_of(s), kite__codec_pending_len(codec_of(s)));
+    kite__io_flush(s->loop, &s->io);
 }
 
 /*
@@ -831,8 +858,8 @@ static void direct_failed(struct kite_session *s, int err)
 static int send_large(struct kite_session *s, enum kite_opcode op, const void *data, size_t len)
 {
     struct direct d = {.s = s};
-    int rc = kite_codec_send_direct(s->codec, op, data, len, direct_write, &d);
-    if (d.err || (rc == KITE_ERR_NOMEM && kite__codec_close_sent(s->codec))) {
+    int rc = kite_codec_send_direct(codec_of(s), op, data, len, direct_write, &d);
+    if (d.err || (rc == KITE_ERR_NOMEM && kite__codec_close_sent(codec_of(s)))) {
         direct_failed(s, d.err ? d.err : rc);
         return KITE_ERR_CLOSED;
     }
@@ -852,7 +879,7 @@ NOINLINE static int do_send(struct kite_session *s, enum kite_opcode op, bool fi
     size_t q = kite__session_buffered(s);
     if (buffered)
         *buffered = q;
-    if (gone(s) || !(s->flags & S_OPENED) || kite__codec_close_sent(s->codec))
+    if (gone(s) || !(s->flags & S_OPENED) || kite__codec_close_sent(codec_of(s)))
         return KITE_SEND_CLOSED;
     bool control = (op & 0x8) != 0;
     const struct kite_send_limits *l = limits_of(s); /* fetched once per send */
@@ -867,8 +894,8 @@ NOINLINE static int do_send(struct kite_session *s, enum kite_opcode op, bool fi
     if (len >= DIRECT_SEND_MIN && whole && q == 0 && !(s->flags & (S_WRITE_WAIT | S_TP_DONE)))
         rc = send_large(s, op, data, len);
     else
-        rc = whole ? kite_codec_send(s->codec, op, data, len)
-                   : kite_codec_send_frame(s->codec, op, fin, rsv, data, len);
+        rc = whole ? kite_codec_send(codec_of(s), op, data, len)
+                   : kite_codec_send_frame(codec_of(s), op, fin, rsv, data, len);
     if (rc == KITE_ERR_CLOSED)
         return KITE_SEND_CLOSED;
     if (rc < 0)
@@ -903,7 +930,7 @@ static inline int send_small(struct kite_session *s, enum kite_opcode type, cons
     if ((s->flags & (S_OPENED | S_DEAD | S_CLOSED | S_TERMINATE)) != S_OPENED || s->ext ||
         len >= 126)
         return SEND_GENERAL;
-    struct kite_codec *c = s->codec;
+    struct kite_codec *c = codec_of(s);
     const struct kite_send_limits *l = s->cfg->send;
     if (kite__codec_pending_len(c) + len + 14 > l->hard_limit || /* as in do_send() */
         !kite__codec_put_small(c, (uint8_t)(0x80 | type), data, len))
@@ -933,7 +960,7 @@ static inline int send_whole(struct kite_session *s, enum kite_opcode type, cons
         int rc = send_small(s, type, data, len, buffered);
         if (KITE_LIKELY(rc != SEND_GENERAL)) {
             /* want_flush() without a call when the flush is queued already. */
-            if (!kite__pending_queued(&s->flush) && !(s->flags & (S_WRITE_WAIT | S_DEAD)))
+            if (!kite__io_flush_queued(&s->io) && !(s->flags & (S_WRITE_WAIT | S_DEAD)))
                 return flush_after(s, rc);
             return rc;
         }
@@ -978,7 +1005,7 @@ int kite_session_ping(struct kite_session *s, const void *data, size_t len)
         return KITE_ERR_INVALID;
     if (gone(s))
         return KITE_SEND_CLOSED;
-    int rc = kite_codec_ping(s->codec, data, len);
+    int rc = kite_codec_ping(codec_of(s), data, len);
     if (rc == KITE_ERR_CLOSED)
         return KITE_SEND_CLOSED;
     if (rc < 0)
@@ -993,7 +1020,7 @@ int kite_session_close(struct kite_session *s, unsigned code, const char *reason
         return KITE_ERR_INVALID;
     if (gone(s))
         return KITE_ERR_CLOSED;
-    int rc = kite_codec_close(s->codec, code, reason, kite__loop_now(s->loop));
+    int rc = kite_codec_close(codec_of(s), code, reason, kite__loop_now(s->loop));
     if (rc < 0)
         return rc;
     want_flush(s);
@@ -1013,12 +1040,12 @@ void kite_session_terminate(struct kite_session *s)
 
 void *kite_session_user_data(const struct kite_session *s)
 {
-    return s->ud;
+    return ud_of(s);
 }
 
 void kite_session_set_user_data(struct kite_session *s, void *ud)
 {
-    s->ud = ud;
+    kite_codec_set_user_data(codec_of(s), ud);
 }
 
 size_t kite_session_buffered(const struct kite_session *s)
@@ -1045,7 +1072,8 @@ int kite_session_set_send_limits(struct kite_session *s, const struct kite_send_
 
 const struct kite_ws_options *kite_session_options(const struct kite_session *s)
 {
-    return s->codec ? kite_codec_options(s->codec) : NULL;
+    const struct kite_codec *c = live_codec(s);
+    return c ? kite_codec_options(c) : NULL;
 }
 
 int kite_session_set_options(struct kite_session *s, const struct kite_ws_options *o)
@@ -1054,7 +1082,7 @@ int kite_session_set_options(struct kite_session *s, const struct kite_ws_option
         return KITE_ERR_INVALID;
     if (gone(s))
         return KITE_ERR_CLOSED;
-    int rc = kite_codec_set_options(s->codec, o, kite__loop_now(s->loop));
+    int rc = kite_codec_set_options(codec_of(s), o, kite__loop_now(s->loop));
     s->flags |= S_TIMER_STALE; /* the ping period is not in timer_key */
     if (rc == KITE_OK && s->depth == 0)
         finish(s);
@@ -1081,13 +1109,14 @@ int kite_session_remote_addr(const struct kite_session *s, char *buf, size_t cap
 const struct kite_close_info *kite_session_close_info(const struct kite_session *s)
 {
     /* The codec's record: on_error/on_close are given the same one. */
-    return s->codec ? kite_codec_close_info(s->codec) : NULL;
+    const struct kite_codec *c = live_codec(s);
+    return c ? kite_codec_close_info(c) : NULL;
 }
 
 bool kite_session_is_open(const struct kite_session *s)
 {
-    return (s->flags & S_OPENED) && !gone(s) && !kite__codec_close_sent(s->codec) &&
-           !kite__codec_is_closed(s->codec);
+    return (s->flags & S_OPENED) && !gone(s) && !kite__codec_close_sent(codec_of(s)) &&
+           !kite__codec_is_closed(codec_of(s));
 }
 
 struct kite_loop *kite_session_loop(const struct kite_session *s)
@@ -1097,7 +1126,8 @@ struct kite_loop *kite_session_loop(const struct kite_session *s)
 
 void *kite_session_extension(const struct kite_session *s, const struct kite_extension *ext)
 {
-    return s->codec ? kite_codec_extension(s->codec, ext) : NULL;
+    const struct kite_codec *c = live_codec(s);
+    return c ? kite_codec_extension(c, ext) : NULL;
 }
 
 bool kite_session_is_tls(const struct kite_session *s)

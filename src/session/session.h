@@ -88,27 +88,24 @@ struct kite__session_timer {
 };
 
 /*
- * 144 bytes on 64-bit targets, in one block after the codec's 136 (see session.c):
- * an idle connection is this 280-byte block (a 288-byte glibc chunk). What only some
+ * 112 bytes on 64-bit targets, in one block after the codec's 136 (see session.c):
+ * an idle connection is this 248-byte block (a 256-byte glibc chunk). The codec is
+ * found by its fixed offset and keeps the user data (its ud), so neither is stored
+ * here. What only some
  * sessions need is in `ext` and `tm`.
  */
 struct kite_session {
     struct kite__transport tp; /* owns the fd */
     /* Once the session is torn down (destroy() in session.c), the watcher is closed and
-     * the flush unqueued for good (the loop never touches them again), so the deferred
-     * free reuses their bytes. */
+     * its flush unqueued for good (the loop never touches it again), so the deferred
+     * free reuses its bytes. */
     union {
-        struct {
-            struct kite__io io;         /* fd watcher */
-            struct kite__pending flush; /* before-sleep write (and stash feeding) */
-        };
+        struct kite__io io; /* fd watcher, and the before-sleep write (and stash feeding) */
         struct kite_loop_task free_task;          /* dead: the deferred free */
         const struct kite_allocator *shell_alloc; /* freed inside, kept by a reference */
     };
     struct kite_loop *loop;
-    struct kite_codec *codec;
     const struct kite__session_cfg *cfg;
-    void *ud;                         /* user data for callbacks */
     struct kite__session_ext *ext;    /* NULL until needed */
     struct kite__session_timer *tm;   /* NULL until a deadline is first needed */
     struct kite_session *prev, *next; /* the owner's list */
@@ -132,6 +129,10 @@ int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cf
 int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg *cfg,
                           const struct kite__transport *tp, struct kite_ext_chain *ext,
                           struct kite_session **out);
+
+/* The session's codec (at the start of the session's block). Valid until the deferred
+ * free; the session's callbacks and the layers above reach it through this. */
+struct kite_codec *kite__session_codec(const struct kite_session *s);
 
 /* Free a session that was never started (the transport is NOT closed: the caller
  * still owns it after a failed start-up). */

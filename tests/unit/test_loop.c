@@ -464,38 +464,40 @@ TEST(loop_before_sleep_hooks_run_every_iteration)
 }
 
 struct flusher {
-    struct kite__pending p;
+    struct kite__io io; /* never registered: flushing does not need it */
     int runs;
     int readd; /* re-add self this many more times */
     struct flusher *other;
 };
 
-static void flush_cb(struct kite_loop *loop, struct kite__pending *p)
+static void flush_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
-    struct flusher *f = kite__container_of(p, struct flusher, p);
+    struct flusher *f = kite__container_of(io, struct flusher, io);
+    ASSERT_EQ(events, KITE__IO_FLUSH);
     f->runs++;
-    ASSERT(!kite__pending_queued(p));
+    ASSERT(!kite__io_flush_queued(io));
     if (f->other)
-        kite__pending_add(loop, &f->other->p);
+        kite__io_flush(loop, &f->other->io);
     if (f->readd > 0) {
         f->readd--;
-        kite__pending_add(loop, p);
+        kite__io_flush(loop, io);
     }
 }
 
-TEST(loop_pending_flushes_once_before_sleep_and_can_be_removed)
+TEST(loop_flush_runs_once_before_sleep_and_can_be_cancelled)
 {
     struct kite_loop *loop = new_loop();
     struct flusher a = {0}, b = {0}, c = {0};
-    kite__pending_init(&a.p, flush_cb);
-    kite__pending_init(&b.p, flush_cb);
-    kite__pending_init(&c.p, flush_cb);
-    kite__pending_add(loop, &a.p);
-    kite__pending_add(loop, &a.p); /* deduplicated */
-    kite__pending_add(loop, &b.p);
-    kite__pending_add(loop, &c.p);
-    kite__pending_remove(loop, &b.p);
-    ASSERT(!kite__pending_queued(&b.p));
+    kite__io_init(&a.io, -1, flush_cb);
+    kite__io_init(&b.io, -1, flush_cb);
+    kite__io_init(&c.io, -1, flush_cb);
+    kite__io_flush(loop, &a.io);
+    kite__io_flush(loop, &a.io); /* deduplicated */
+    kite__io_flush(loop, &b.io);
+    kite__io_flush(loop, &c.io);
+    kite__io_flush_cancel(loop, &b.io);
+    ASSERT(!kite__io_flush_queued(&b.io));
+    ASSERT(kite__io_flush_queued(&a.io) && kite__io_flush_queued(&c.io));
     a.other = &b; /* a's flush queues b: flushed in a further pass, same sleep */
     ASSERT_EQ(kite_loop_run_once(loop, 0), KITE_OK);
     ASSERT_EQ(a.runs, 1);
@@ -506,13 +508,13 @@ TEST(loop_pending_flushes_once_before_sleep_and_can_be_removed)
     kite_loop_free(loop);
 }
 
-TEST(loop_pending_that_readds_itself_is_bounded_and_does_not_block)
+TEST(loop_flush_that_readds_itself_is_bounded_and_does_not_block)
 {
     struct kite_loop *loop = new_loop();
     struct flusher a = {0};
-    kite__pending_init(&a.p, flush_cb);
+    kite__io_init(&a.io, -1, flush_cb);
     a.readd = 100;
-    kite__pending_add(loop, &a.p);
+    kite__io_flush(loop, &a.io);
     uint64_t t0 = kite__clock_ms();
     ASSERT_EQ(kite_loop_run_once(loop, 5000), KITE_OK);
     ASSERT_EQ(a.runs, KITE__PENDING_PASSES);
@@ -520,7 +522,7 @@ TEST(loop_pending_that_readds_itself_is_bounded_and_does_not_block)
     ASSERT_EQ(kite_loop_run_once(loop, 5000), KITE_OK);
     ASSERT_EQ(a.runs, 2 * KITE__PENDING_PASSES);
     ASSERT(kite__clock_ms() - t0 < 2000);
-    kite__pending_remove(loop, &a.p);
+    kite__io_flush_cancel(loop, &a.io);
     kite_loop_free(loop);
 }
 
@@ -599,6 +601,72 @@ TEST(loop_fd_watcher_edge_triggered_reports_once)
     ASSERT_EQ(kite_loop_run_once(loop, 30), KITE_OK); /* no new edge */
     ASSERT_EQ(w.calls, 1);
     kite__io_stop(loop, &w.io);
+    close(sv[0]);
+    close(sv[1]);
+    kite_loop_free(loop);
+}
+
+TEST(loop_fd_watcher_refuses_unknown_interest_bits)
+{
+    struct kite_loop *loop = new_loop();
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct rw w = {0};
+    kite__io_init(&w.io, sv[0], rw_cb);
+    /* the interest is kept in a byte: anything but READ, WRITE and EDGE is refused */
+    ASSERT_EQ(kite__io_start(loop, &w.io, KITE__IO_READ | 0x002u), KITE_ERR_INVALID);
+    ASSERT_EQ(kite__io_start(loop, &w.io, KITE__IO_FLUSH), KITE_ERR_INVALID);
+    ASSERT(!kite__io_active(&w.io));
+    ASSERT_EQ(kite__io_start(loop, &w.io, KITE__IO_READ), KITE_OK);
+    ASSERT_EQ(kite__io_start(loop, &w.io, KITE__IO_READ | 0x100u), KITE_ERR_INVALID);
+    ASSERT(kite__io_active(&w.io)); /* unchanged */
+    kite__io_stop(loop, &w.io);
+    close(sv[0]);
+    close(sv[1]);
+    kite_loop_free(loop);
+}
+
+struct rwf {
+    struct kite__io io;
+    int reads, flushes;
+};
+
+static void rwf_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
+{
+    struct rwf *w = kite__container_of(io, struct rwf, io);
+    KITE_UNUSED(loop);
+    if (events & KITE__IO_FLUSH) {
+        ASSERT_EQ(events, KITE__IO_FLUSH); /* never mixed with readiness */
+        w->flushes++;
+        return;
+    }
+    if (events & KITE__IO_READ) {
+        char c;
+        ASSERT_EQ(read(io->fd, &c, 1), 1);
+        w->reads++;
+    }
+}
+
+TEST(loop_fd_watcher_flush_is_independent_of_the_registration)
+{
+    struct kite_loop *loop = new_loop();
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct rwf w = {0};
+    kite__io_init(&w.io, sv[0], rwf_cb);
+    ASSERT_EQ(kite__io_start(loop, &w.io, KITE__IO_READ), KITE_OK);
+    ASSERT_EQ(write(sv[1], "a", 1), 1);
+    ASSERT_EQ(kite_loop_run_once(loop, 1000), KITE_OK);
+    ASSERT_EQ(w.reads, 1);
+    ASSERT_EQ(w.flushes, 0);
+    kite__io_flush(loop, &w.io);
+    kite__io_stop(loop, &w.io); /* a stopped watcher keeps its queued flush */
+    ASSERT(kite__io_flush_queued(&w.io));
+    ASSERT_EQ(write(sv[1], "b", 1), 1);
+    ASSERT_EQ(kite_loop_run_once(loop, 0), KITE_OK);
+    ASSERT_EQ(w.flushes, 1);
+    ASSERT_EQ(w.reads, 1); /* not registered: the byte waits */
+    ASSERT(!kite__io_flush_queued(&w.io));
     close(sv[0]);
     close(sv[1]);
     kite_loop_free(loop);
