@@ -79,7 +79,7 @@
  * come in exactly as given (a raw session that negotiated permessage-deflate sees
  * compressed payloads with RSV1 set).
  *
- * Memory: struct kite_codec is small (136 bytes on x86-64; kite_codec_new_in() puts it
+ * Memory: struct kite_codec is small (128 bytes on x86-64; kite_codec_new_in() puts it
  * inside the caller's own allocation); options equal to the defaults, or given as
  * shared_options, are pointed to rather than copied. The buffer for payload that spans
  * reads and the close record are allocated on first use, and buffers over 1 KiB are

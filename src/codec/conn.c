@@ -51,6 +51,12 @@
  * costs a copy too small to matter. */
 #define DIRECT_MIN ((size_t)16 << 10)
 
+/* The codec's allocator: NULL (libc) unless it was given one, which then sits in aux. */
+static inline const struct kite_allocator *alloc_of(const struct kite_codec *c)
+{
+    return c->aux ? c->aux->alloc : NULL;
+}
+
 enum {
     F_RAW = 1u << 0,         /* KITE_MODE_RAW */
     F_CLIENT = KITE__CODEC_CLIENT, /* KITE_ROLE_CLIENT: mask what we send */
@@ -142,7 +148,7 @@ void kite_codec_config_init(struct kite_codec_config *cfg)
  * reservation, the two header bytes, the payload. len < 126. */
 static inline int put_small(struct kite_codec *c, uint8_t first, const void *data, size_t len)
 {
-    uint8_t *dst = kite__buf_reserve(&c->out, c->alloc, len + 2);
+    uint8_t *dst = kite__buf_reserve(&c->out, alloc_of(c), len + 2);
     if (!dst)
         return KITE_ERR_NOMEM;
     dst[0] = first;
@@ -163,7 +169,7 @@ static int put_frame(struct kite_codec *c, uint8_t first, const void *data, size
     size_t hlen = kite__frame_header_size(len, masked);
     if (len > SIZE_MAX - hlen)
         return KITE_ERR_NOMEM;
-    uint8_t *dst = kite__buf_reserve(&c->out, c->alloc, hlen + len);
+    uint8_t *dst = kite__buf_reserve(&c->out, alloc_of(c), hlen + len);
     if (!dst)
         return KITE_ERR_NOMEM;
     hlen = kite__frame_write_header(dst, first, len, masked ? key : NULL);
@@ -196,11 +202,12 @@ static int put_close(struct kite_codec *c, unsigned code, const void *reason, si
  * The close record and on_close
  */
 
+/* A codec without aux uses libc: one given an allocator made its aux at creation. */
 static int ensure_aux(struct kite_codec *c)
 {
     if (c->aux)
         return KITE_OK;
-    c->aux = kite__calloc(c->alloc, sizeof(*c->aux));
+    c->aux = kite__calloc(NULL, sizeof(*c->aux));
     return c->aux ? KITE_OK : KITE_ERR_NOMEM;
 }
 
@@ -336,7 +343,7 @@ static void msg_reset(struct kite_codec *c)
         return;
     struct kite_buf *b = &c->aux->msg;
     if (b->cap > KEEP_CAP)
-        kite__buf_free(b, c->alloc);
+        kite__buf_free(b, alloc_of(c));
     b->off = 0;
     b->len = 0;
 }
@@ -352,7 +359,7 @@ static int buffer(struct kite_codec *c, const uint8_t *data, size_t len)
 {
     if (ensure_aux(c) != KITE_OK)
         return KITE_ERR_NOMEM;
-    return kite__buf_append(&c->aux->msg, c->alloc, data, len);
+    return kite__buf_append(&c->aux->msg, alloc_of(c), data, len);
 }
 
 /*
@@ -371,9 +378,9 @@ static int buffer_payload(struct kite_codec *c, const uint8_t *data, size_t len)
         return KITE_OK;
     }
     uint64_t rest = c->p.remaining;
-    if (rest > 0 && !kite__buf_reserve(b, c->alloc, len + (size_t)KITE_MIN(rest, RESERVE_AHEAD)))
+    if (rest > 0 && !kite__buf_reserve(b, alloc_of(c), len + (size_t)KITE_MIN(rest, RESERVE_AHEAD)))
         return KITE_ERR_NOMEM;
-    return kite__buf_append(b, c->alloc, data, len);
+    return kite__buf_append(b, alloc_of(c), data, len);
 }
 
 static int deliver_message(struct kite_codec *c, const uint8_t *data, size_t len)
@@ -492,7 +499,7 @@ static int adopt_output(struct kite_codec *c, struct kite_buf *local, size_t n)
     if (c->aux)
         return KITE_OK;
     if (ensure_aux(c) != KITE_OK) {
-        kite__buf_free(local, c->alloc);
+        kite__buf_free(local, alloc_of(c));
         return KITE_ERR_NOMEM;
     }
     c->aux->msg = *local;
@@ -510,14 +517,14 @@ static int ext_message_data(struct kite_codec *c, const struct kite__frame_event
     struct kite_buf *b = c->aux ? &c->aux->msg : &local;
     uint64_t have = b->len, max = c->opt->max_message_size;
     struct kite_ext_sink sink;
-    kite__ext_sink_init(&sink, b, c->alloc, 0, have > max ? 0 : max - have);
+    kite__ext_sink_init(&sink, b, alloc_of(c), 0, have > max ? 0 : max - have);
     enum kite__ext_where where;
     const uint8_t *out;
     size_t n;
     int rc = kite__ext_incoming(c->aux->ext, ev->data, ev->len, last, (enum kite_opcode)c->msg_op,
                                 &sink, &where, &out, &n);
     if (rc != KITE_OK || where != KITE__EXT_IN_SINK)
-        kite__buf_free(&local, c->alloc);
+        kite__buf_free(&local, alloc_of(c));
     if (rc != KITE_OK)
         return ext_fail(c, rc);
     if (where == KITE__EXT_PASSED) {
@@ -892,7 +899,7 @@ static int ext_send(struct kite_codec *c, enum kite_opcode type, const void *dat
         return KITE_ERR_CRYPTO;
     struct kite_ext_msg m = {type, 0, data, len};
     struct kite_ext_sink sink;
-    kite__ext_sink_init(&sink, &c->out, c->alloc, masked ? 14 : 10, UINT64_MAX);
+    kite__ext_sink_init(&sink, &c->out, alloc_of(c), masked ? 14 : 10, UINT64_MAX);
     enum kite__ext_where where;
     int rc = kite__ext_outgoing(c->aux->ext, &m, &sink, &where);
     if (rc != KITE_OK)
@@ -940,7 +947,7 @@ static int queue2(struct kite_codec *c, const void *p1, size_t n1, const void *p
 {
     if (n1 + n2 == 0)
         return KITE_OK;
-    uint8_t *dst = kite__buf_reserve(&c->out, c->alloc, n1 + n2);
+    uint8_t *dst = kite__buf_reserve(&c->out, alloc_of(c), n1 + n2);
     if (!dst)
         return KITE_ERR_NOMEM;
     if (n1)
@@ -993,7 +1000,7 @@ size_t kite_codec_recv_space(struct kite_codec *c, uint8_t **buf)
         ensure_aux(c) != KITE_OK)
         return 0;
     size_t want = (size_t)KITE_MIN(left, RESERVE_AHEAD);
-    uint8_t *dst = kite__buf_reserve(&c->aux->msg, c->alloc, want);
+    uint8_t *dst = kite__buf_reserve(&c->aux->msg, alloc_of(c), want);
     if (!dst)
         return 0;
     *buf = dst;
@@ -1091,7 +1098,7 @@ void kite_codec_consume(struct kite_codec *c, size_t n)
 {
     kite__buf_consume(&c->out, n);
     if (c->out.len == 0 && c->out.cap > KEEP_CAP)
-        kite__buf_free(&c->out, c->alloc);
+        kite__buf_free(&c->out, alloc_of(c));
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1174,7 +1181,13 @@ static bool config_ok(const struct kite_codec_config *cfg)
 static bool codec_init(struct kite_codec *c, const struct kite_codec_config *cfg,
                        const struct kite_codec_callbacks *cb, void *ud, uint64_t now_ms)
 {
-    c->alloc = cfg->allocator;
+    if (cfg->allocator) {
+        /* The allocator is kept in aux (see struct kite__codec_aux). */
+        c->aux = kite__calloc(cfg->allocator, sizeof(*c->aux));
+        if (!c->aux)
+            return false;
+        c->aux->alloc = cfg->allocator;
+    }
     if (cfg->shared_options) {
         c->opt = cfg->shared_options;
     } else if (same_options(&cfg->options, &default_options)) {
@@ -1220,8 +1233,8 @@ struct kite_codec *kite_codec_new(const struct kite_codec_config *cfg,
     if (!c)
         return NULL;
     if (!codec_init(c, cfg, cb, ud, now_ms)) {
-        kite__free(c->alloc, c->aux);
-        kite__free(c->alloc, c);
+        kite__free(cfg->allocator, c->aux);
+        kite__free(cfg->allocator, c);
         return NULL;
     }
     return c;
@@ -1241,7 +1254,7 @@ struct kite_codec *kite_codec_new_in(void *mem, const struct kite_codec_config *
     struct kite_codec *c = mem;
     memset(c, 0, sizeof(*c));
     if (!codec_init(c, cfg, cb, ud, now_ms)) {
-        kite__free(c->alloc, c->aux);
+        kite__free(cfg->allocator, c->aux);
         return NULL;
     }
     c->flags |= F_EMBED;
@@ -1252,14 +1265,15 @@ void kite_codec_free(struct kite_codec *c)
 {
     if (!c)
         return;
+    const struct kite_allocator *a = alloc_of(c);
+    kite__buf_free(&c->out, a);
     if (c->aux) {
-        kite__buf_free(&c->aux->msg, c->alloc);
+        kite__buf_free(&c->aux->msg, a);
         kite_ext_chain_free(c->aux->ext);
-        kite__free(c->alloc, c->aux);
+        kite__free(a, c->aux);
     }
-    kite__buf_free(&c->out, c->alloc);
     if (!(c->flags & F_EMBED))
-        kite__free(c->alloc, c);
+        kite__free(a, c);
 }
 
 void kite_codec_transport_closed(struct kite_codec *c, int err)

@@ -15,6 +15,10 @@
 /* State that only a busy or closing connection needs; allocated on first use (at
  * creation when the codec has extensions or options of its own). */
 struct kite__codec_aux {
+    /* The allocator, when the codec was given one (cfg.allocator): such a codec has its
+     * aux from the start, so an idle connection on libc's allocator does not carry the
+     * pointer (alloc_of() in conn.c). Borrowed. */
+    const struct kite_allocator *alloc;
     struct kite_ext_chain *ext; /* negotiated extensions (owned; F_EXT in conn.c), or NULL */
     /* Payload that spans reads: the message being reassembled (default mode), or the
      * current frame (raw mode). A default-mode control frame that spans reads is
@@ -25,7 +29,7 @@ struct kite__codec_aux {
 };
 
 /*
- * 136 bytes on x86-64: an idle connection is mostly this (with struct kite_session
+ * 128 bytes on x86-64: an idle connection is mostly this (with struct kite_session
  * after it). What only some connections need lives in `aux`, the extension chain
  * included; options shared by many codecs (the defaults, a route's) are pointed to,
  * not copied.
@@ -36,8 +40,7 @@ struct kite_codec {
     const struct kite_ws_options *opt;     /* current options: shared, or &aux->own */
     const struct kite_codec_callbacks *cb; /* borrowed */
     void *ud;                              /* passed to callbacks */
-    const struct kite_allocator *alloc;    /* borrowed; NULL = libc */
-    struct kite__codec_aux *aux;           /* lazily allocated; freed with the codec */
+    struct kite__codec_aux *aux; /* lazily allocated (at once with an allocator); freed with the codec */
     /* The one timer. Its meaning follows the state: close-reply deadline once a close
      * was sent, else the pong deadline while a ping is out (F_AWAIT_PONG), else the time
      * of the next ping. Ktor's pinger works the same way: wait a period, ping, wait for
