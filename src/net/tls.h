@@ -14,9 +14,10 @@
  * the memory goes when the last of them closes. Free and transport-init may run on
  * different threads.
  *
- * A TLS transport is a struct kite__transport like the TCP one (vt, fd, flags, state):
- * `state` points at a small heap block holding the SSL object, so the struct may be
- * copied (the session layer copies it) as long as only one copy is used afterwards.
+ * A TLS transport is a struct kite__transport like the TCP one (vt + one word): `conn`
+ * points at a small heap block holding the fd, the SSL object and the transport's
+ * flags, so the struct may be copied (the session layer copies it) as long as only one
+ * copy is used afterwards.
  *
  * Life of a transport, for its owner (server or client connection):
  *   1. kite__tls_transport_init_server/_client over a connected non-blocking fd;

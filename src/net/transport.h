@@ -2,9 +2,11 @@
  * net/transport — the byte pipe under a connection (DESIGN §2 layer 5, STYLE §2.6): a
  * small vtable with a plain TCP implementation here and TLS (OpenSSL) beside it.
  *
- * A struct kite__transport is embedded in the connection. Plain TCP needs nothing
- * else: vt + fd, no allocation. A TLS transport keeps its per-connection state (the
- * SSL object, its BIOs) behind `state`.
+ * A struct kite__transport is embedded in the connection (16 bytes on 64-bit targets:
+ * it is part of every idle session, issue 7). Plain TCP needs nothing else: vt + fd,
+ * no allocation. A TLS transport keeps its fd and all its per-connection state (the
+ * SSL object, its BIOs, its flags) in a heap block behind `conn`, which starts with a
+ * struct kite__tp_conn so that kite__tp_fd() finds the fd of either kind inline.
  *
  * The owner (server or client connection) keeps the fd watcher; the transport never
  * touches the loop. After each read/write/handshake step the owner asks
@@ -55,12 +57,21 @@ struct kite__transport_vt {
     size_t (*pending)(const struct kite__transport *t);
 };
 
+/* The head of a heap-backed transport's private block (TLS: its struct tls_conn). */
+struct kite__tp_conn {
+    int fd; /* the socket */
+};
+
+/* Which union member is live is told by vt: kite__tcp_vt has tcp_fd, any other conn. */
 struct kite__transport {
     const struct kite__transport_vt *vt;
-    int fd;       /* the socket; -1 once closed */
-    uint32_t flags; /* implementation-private bits (TLS: last WANT_READ/WRITE) */
-    void *state;  /* implementation-private (TLS: SSL *); NULL for TCP */
+    union {
+        int tcp_fd;                 /* TCP: the socket; -1 once closed */
+        struct kite__tp_conn *conn; /* others (TLS): the private block; NULL once closed */
+    };
 };
+_Static_assert(sizeof(void *) != 8 || sizeof(struct kite__transport) == 16,
+               "struct kite__transport is not 16 bytes");
 
 /* Make `t` a plain TCP transport over `fd` (a connected non-blocking socket, now owned
  * by the transport: close() closes it). No allocation, cannot fail. */
@@ -89,10 +100,17 @@ static inline int kite__tp_shutdown(struct kite__transport *t)
 {
     return t->vt->shutdown(t);
 }
+/* The socket under any transport; -1 once it is closed. */
+static inline int kite__tp_fd(const struct kite__transport *t)
+{
+    if (t->vt == &kite__tcp_vt)
+        return t->tcp_fd;
+    return t->conn ? t->conn->fd : -1;
+}
 /* Close and release; idempotent (a closed transport has fd -1 and vt kept). */
 static inline void kite__tp_close(struct kite__transport *t)
 {
-    if (t->fd >= 0 || t->state)
+    if (kite__tp_fd(t) >= 0)
         t->vt->close(t);
 }
 static inline uint32_t kite__tp_want_events(const struct kite__transport *t, uint32_t want)

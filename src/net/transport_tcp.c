@@ -9,7 +9,7 @@
 static ssize_t tcp_read(struct kite__transport *t, void *buf, size_t len)
 {
     for (;;) {
-        ssize_t n = read(t->fd, buf, len);
+        ssize_t n = read(t->tcp_fd, buf, len);
         if (n >= 0)
             return n;
         if (errno == EINTR)
@@ -36,8 +36,8 @@ static ssize_t tcp_sendmsg(int fd, const struct iovec *iov, int iovcnt)
 static ssize_t tcp_writev(struct kite__transport *t, const struct iovec *iov, int iovcnt)
 {
     for (;;) {
-        ssize_t n = iovcnt == 1 ? send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-                                : tcp_sendmsg(t->fd, iov, iovcnt);
+        ssize_t n = iovcnt == 1 ? send(t->tcp_fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                                : tcp_sendmsg(t->tcp_fd, iov, iovcnt);
         if (n >= 0)
             return n;
         if (errno == EINTR)
@@ -56,14 +56,14 @@ static int tcp_handshake(struct kite__transport *t)
 
 static int tcp_shutdown(struct kite__transport *t)
 {
-    return shutdown(t->fd, SHUT_WR) < 0 ? -errno : KITE_OK;
+    return shutdown(t->tcp_fd, SHUT_WR) < 0 ? -errno : KITE_OK;
 }
 
 static void tcp_close(struct kite__transport *t)
 {
-    if (t->fd >= 0)
-        close(t->fd);
-    t->fd = -1;
+    if (t->tcp_fd >= 0)
+        close(t->tcp_fd);
+    t->tcp_fd = -1;
 }
 
 static uint32_t tcp_want_events(const struct kite__transport *t, uint32_t want)
@@ -92,7 +92,5 @@ const struct kite__transport_vt kite__tcp_vt = {
 void kite__tcp_transport_init(struct kite__transport *t, int fd)
 {
     t->vt = &kite__tcp_vt;
-    t->fd = fd;
-    t->flags = 0;
-    t->state = NULL;
+    t->tcp_fd = fd;
 }

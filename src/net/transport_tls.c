@@ -74,21 +74,30 @@ struct kite_tls_client_ctx {
     bool verify;
 };
 
-/* Per connection (t->state). Small: OpenSSL's SSL object is the bulk. */
+/* Per connection (t->conn). Small: OpenSSL's SSL object is the bulk. The fd and the
+ * flags live here, not in the transport, which keeps that at 16 bytes for TCP. */
 struct tls_conn {
+    struct kite__tp_conn base; /* first: the fd, read by kite__tp_fd() */
+    uint8_t flags;             /* F_* below */
+    uint8_t why;               /* enum why */
+    bool busy;                 /* more input is due soon: keep the buffers (kite__tls_quiet) */
     SSL *ssl;
     struct tls_ctx *ctx;   /* holds a reference */
     int err;               /* sticky failure: a kite code or -errno; 0 = none */
     int sys_err;           /* errno behind a failure */
     unsigned long ssl_err; /* OpenSSL error code behind a failure */
-    uint8_t why;           /* enum why */
-    bool busy;             /* more input is due soon: keep the buffers (kite__tls_quiet) */
 };
+
+/* The transport's block; NULL once closed. `base` is its first member. */
+static struct tls_conn *conn_of(const struct kite__transport *t)
+{
+    return (struct tls_conn *)(void *)t->conn;
+}
 
 /* What kind of failure c->err is, for kite__tls_last_error(). */
 enum why { WHY_NONE, WHY_VERIFY, WHY_SSL, WHY_EOF, WHY_SYS };
 
-/* t->flags */
+/* tls_conn.flags (8 bits) */
 enum {
     F_HS_DONE = 1u << 0,   /* handshake complete */
     F_HS_READ = 1u << 1,   /* the handshake waits for readable */
@@ -718,10 +727,9 @@ static void conn_free(struct tls_conn *c)
 static void attach(struct kite__transport *t, struct tls_conn *c, int fd)
 {
     ctx_ref(c->ctx);
+    c->base.fd = fd;
     t->vt = &kite__tls_vt;
-    t->fd = fd;
-    t->flags = 0;
-    t->state = c;
+    t->conn = &c->base;
 }
 
 int kite__tls_transport_init_server(struct kite__transport *t, struct kite_tls_server_ctx *ctx,
@@ -823,8 +831,8 @@ static void release_if_quiet(struct tls_conn *c)
 
 void kite__tls_quiet(struct kite__transport *t, bool quiet)
 {
-    struct tls_conn *c = t->state;
-    if (!c || !(t->flags & F_HS_DONE))
+    struct tls_conn *c = conn_of(t);
+    if (!c || !(c->flags & F_HS_DONE))
         return;
     c->busy = !quiet;
     release_if_quiet(c);
@@ -853,16 +861,16 @@ static int fail(struct tls_conn *c, int code, enum why why, unsigned long e, int
 }
 
 /* Remember which fd event the operation waits for (see want_events). */
-static void set_want(struct kite__transport *t, enum tls_op op, uint32_t ev)
+static void set_want(struct tls_conn *c, enum tls_op op, uint32_t ev)
 {
     if (op == OP_HANDSHAKE) {
-        t->flags &= ~(uint32_t)(F_HS_READ | F_HS_WRITE);
-        t->flags |= ev == KITE__IO_READ ? F_HS_READ : F_HS_WRITE;
+        c->flags &= (uint8_t)~(F_HS_READ | F_HS_WRITE);
+        c->flags |= ev == KITE__IO_READ ? F_HS_READ : F_HS_WRITE;
     } else if (op == OP_READ) {
         if (ev == KITE__IO_WRITE)
-            t->flags |= F_RD_WRITE;
+            c->flags |= F_RD_WRITE;
     } else if (ev == KITE__IO_READ) {
-        t->flags |= F_WR_READ; /* a write or a close_notify */
+        c->flags |= F_WR_READ; /* a write or a close_notify */
     }
 }
 
@@ -892,11 +900,11 @@ static int ssl_failure(struct tls_conn *c, enum tls_op op)
  * Map a failed SSL_* call: KITE_AGAIN with the wanted fd event recorded, 0 for the end
  * of the stream on a read, or a sticky failure (kite code or -errno) kept in c->err.
  */
-static int tls_result(struct kite__transport *t, struct tls_conn *c, int ret, enum tls_op op)
+static int tls_result(struct tls_conn *c, int ret, enum tls_op op)
 {
     int e = SSL_get_error(c->ssl, ret);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        set_want(t, op, e == SSL_ERROR_WANT_READ ? KITE__IO_READ : KITE__IO_WRITE);
+        set_want(c, op, e == SSL_ERROR_WANT_READ ? KITE__IO_READ : KITE__IO_WRITE);
         return KITE_AGAIN;
     }
     if (op == OP_SHUTDOWN) {
@@ -925,24 +933,24 @@ static int tls_result(struct kite__transport *t, struct tls_conn *c, int ret, en
 
 static int tls_handshake(struct kite__transport *t)
 {
-    struct tls_conn *c = t->state;
+    struct tls_conn *c = conn_of(t);
     if (!c)
         return -EBADF;
-    if (t->flags & F_HS_DONE)
+    if (c->flags & F_HS_DONE)
         return KITE_OK;
     if (c->err)
         return c->err;
     clear_errors();
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
-        t->flags &= ~(uint32_t)(F_HS_READ | F_HS_WRITE);
-        t->flags |= F_HS_DONE;
+        c->flags &= (uint8_t)~(F_HS_READ | F_HS_WRITE);
+        c->flags |= F_HS_DONE;
         if (SSL_has_pending(c->ssl))
-            t->flags |= F_READ_MORE; /* data came with the last flight */
+            c->flags |= F_READ_MORE; /* data came with the last flight */
         release_if_quiet(c);
         return KITE_OK;
     }
-    return tls_result(t, c, r, OP_HANDSHAKE);
+    return tls_result(c, r, OP_HANDSHAKE);
 }
 
 /*
@@ -952,16 +960,16 @@ static int tls_handshake(struct kite__transport *t)
  */
 static ssize_t tls_read(struct kite__transport *t, void *buf, size_t len)
 {
-    struct tls_conn *c = t->state;
+    struct tls_conn *c = conn_of(t);
     if (!c)
         return -EBADF;
     if (c->err)
         return c->err;
-    if (!(t->flags & F_HS_DONE))
+    if (!(c->flags & F_HS_DONE))
         return KITE_ERR_STATE;
     if (len == 0)
         return KITE_ERR_INVALID;
-    t->flags &= ~(uint32_t)(F_RD_WRITE | F_READ_MORE);
+    c->flags &= (uint8_t)~(F_RD_WRITE | F_READ_MORE);
     size_t got = 0;
     while (got < len) {
         size_t n = 0;
@@ -972,13 +980,13 @@ static ssize_t tls_read(struct kite__transport *t, void *buf, size_t len)
                 break;
             continue;
         }
-        int rc = tls_result(t, c, 0, OP_READ);
+        int rc = tls_result(c, 0, OP_READ);
         if (got == 0)
             return rc;
         break; /* return the bytes; an error is sticky and an EOF repeats next time */
     }
     if (got == len && SSL_has_pending(c->ssl))
-        t->flags |= F_READ_MORE;
+        c->flags |= F_READ_MORE;
     else
         release_if_quiet(c);
     return (ssize_t)got;
@@ -1026,14 +1034,14 @@ static void advance(const struct iovec *iov, int cnt, int *i, size_t *off, size_
 
 static ssize_t tls_writev(struct kite__transport *t, const struct iovec *iov, int iovcnt)
 {
-    struct tls_conn *c = t->state;
+    struct tls_conn *c = conn_of(t);
     if (!c)
         return -EBADF;
     if (c->err)
         return c->err;
-    if (!(t->flags & F_HS_DONE))
+    if (!(c->flags & F_HS_DONE))
         return KITE_ERR_STATE;
-    t->flags &= ~(uint32_t)F_WR_READ;
+    c->flags &= (uint8_t)~F_WR_READ;
     size_t total = 0, off = 0;
     int i = 0;
     for (;;) {
@@ -1049,7 +1057,7 @@ static ssize_t tls_writev(struct kite__transport *t, const struct iovec *iov, in
         size_t n = next_chunk(iov, iovcnt, i, off, &p), w = 0;
         clear_errors();
         if (SSL_write_ex(c->ssl, p, n, &w) != 1) {
-            int rc = tls_result(t, c, 0, OP_WRITE);
+            int rc = tls_result(c, 0, OP_WRITE);
             return total ? (ssize_t)total : rc;
         }
         total += w;
@@ -1061,38 +1069,37 @@ static ssize_t tls_writev(struct kite__transport *t, const struct iovec *iov, in
  * the owner reads until EOF if it cares. */
 static int tls_shutdown(struct kite__transport *t)
 {
-    struct tls_conn *c = t->state;
+    struct tls_conn *c = conn_of(t);
     if (!c)
         return -EBADF;
-    if ((t->flags & (F_HS_DONE | F_SHUT_SENT)) == F_HS_DONE && !c->err) {
+    if ((c->flags & (F_HS_DONE | F_SHUT_SENT)) == F_HS_DONE && !c->err) {
         clear_errors();
         int r = SSL_shutdown(c->ssl); /* 0: sent; the peer's close_notify not seen yet */
-        if (r < 0 && tls_result(t, c, r, OP_SHUTDOWN) == KITE_AGAIN)
+        if (r < 0 && tls_result(c, r, OP_SHUTDOWN) == KITE_AGAIN)
             return KITE_AGAIN;
-        t->flags |= F_SHUT_SENT; /* sent, or the connection is broken anyway */
+        c->flags |= F_SHUT_SENT; /* sent, or the connection is broken anyway */
     }
-    return shutdown(t->fd, SHUT_WR) < 0 ? -errno : KITE_OK;
+    return shutdown(c->base.fd, SHUT_WR) < 0 ? -errno : KITE_OK;
 }
 
 static void tls_close(struct kite__transport *t)
 {
-    struct tls_conn *c = t->state;
+    struct tls_conn *c = conn_of(t);
     if (c) {
         /* Best effort, one non-blocking attempt: a peer that sees close_notify knows
          * the stream ended on purpose. */
-        if ((t->flags & (F_HS_DONE | F_SHUT_SENT)) == F_HS_DONE && !c->err) {
+        if ((c->flags & (F_HS_DONE | F_SHUT_SENT)) == F_HS_DONE && !c->err) {
             clear_errors();
             (void)SSL_shutdown(c->ssl);
         }
         ERR_clear_error();
         struct tls_ctx *x = c->ctx;
+        int fd = c->base.fd;
         conn_free(c);
         ctx_unref(x);
-        t->state = NULL;
+        t->conn = NULL;
+        close(fd);
     }
-    if (t->fd >= 0)
-        close(t->fd);
-    t->fd = -1;
 }
 
 /* During the handshake: whatever OpenSSL waits for (readable before the first step).
@@ -1100,13 +1107,16 @@ static void tls_close(struct kite__transport *t)
  * writable or a write needs it readable. */
 static uint32_t tls_want_events(const struct kite__transport *t, uint32_t want)
 {
+    const struct tls_conn *c = conn_of(t);
+    if (!c)
+        return want; /* closed: nothing to wait for on its behalf */
     uint32_t other = want & ~(uint32_t)(KITE__IO_READ | KITE__IO_WRITE);
-    if (!(t->flags & F_HS_DONE))
-        return other | ((t->flags & F_HS_WRITE) ? KITE__IO_WRITE : KITE__IO_READ);
+    if (!(c->flags & F_HS_DONE))
+        return other | ((c->flags & F_HS_WRITE) ? KITE__IO_WRITE : KITE__IO_READ);
     uint32_t ev = want;
-    if ((want & KITE__IO_READ) && (t->flags & F_RD_WRITE))
+    if ((want & KITE__IO_READ) && (c->flags & F_RD_WRITE))
         ev |= KITE__IO_WRITE;
-    if ((want & KITE__IO_WRITE) && (t->flags & F_WR_READ))
+    if ((want & KITE__IO_WRITE) && (c->flags & F_WR_READ))
         ev |= KITE__IO_READ;
     return ev;
 }
@@ -1114,8 +1124,8 @@ static uint32_t tls_want_events(const struct kite__transport *t, uint32_t want)
 /* Decrypted bytes, or whole records that a read would decrypt, without the fd. */
 static size_t tls_pending(const struct kite__transport *t)
 {
-    const struct tls_conn *c = t->state;
-    if (!c || !(t->flags & F_READ_MORE) || c->err)
+    const struct tls_conn *c = conn_of(t);
+    if (!c || !(c->flags & F_READ_MORE) || c->err)
         return 0;
     int n = SSL_pending(c->ssl);
     return n > 0 ? (size_t)n : 1;
@@ -1197,14 +1207,14 @@ static void describe_ssl(const struct tls_conn *c, bool in_hs, char *buf, size_t
 
 int kite__tls_last_error(const struct kite__transport *t, char *buf, size_t len)
 {
-    const struct tls_conn *c = kite__tls_is(t) ? t->state : NULL;
+    const struct tls_conn *c = kite__tls_is(t) ? conn_of(t) : NULL;
     char hint[160];
     if (!buf || len == 0)
         return c ? c->err : KITE_OK;
     buf[0] = '\0';
     if (!c || !c->err)
         return KITE_OK;
-    bool in_hs = !(t->flags & F_HS_DONE);
+    bool in_hs = !(c->flags & F_HS_DONE);
     switch (c->why) {
     case WHY_VERIFY: {
         long v = SSL_get_verify_result(c->ssl);
@@ -1229,13 +1239,13 @@ int kite__tls_last_error(const struct kite__transport *t, char *buf, size_t len)
 
 const char *kite__tls_version(const struct kite__transport *t)
 {
-    const struct tls_conn *c = kite__tls_is(t) ? t->state : NULL;
+    const struct tls_conn *c = kite__tls_is(t) ? conn_of(t) : NULL;
     return c ? SSL_get_version(c->ssl) : NULL;
 }
 
 const uint8_t *kite__tls_alpn(const struct kite__transport *t, size_t *len)
 {
-    const struct tls_conn *c = kite__tls_is(t) ? t->state : NULL;
+    const struct tls_conn *c = kite__tls_is(t) ? conn_of(t) : NULL;
     const unsigned char *p = NULL;
     unsigned int n = 0;
     if (c)
@@ -1246,7 +1256,7 @@ const uint8_t *kite__tls_alpn(const struct kite__transport *t, size_t *len)
 
 struct ssl_st *kite__tls_ssl(const struct kite__transport *t)
 {
-    const struct tls_conn *c = kite__tls_is(t) ? t->state : NULL;
+    const struct tls_conn *c = kite__tls_is(t) ? conn_of(t) : NULL;
     return c ? c->ssl : NULL;
 }
 

@@ -415,8 +415,7 @@ static void become_session(struct kite__hconn *hc, struct kite_route *route,
      * then finds its watcher registered for reading). */
     if (kite__io_transfer(app->loop, &hc->io, &s->io, KITE__IO_READ) < 0)
         kite__io_stop(app->loop, &hc->io); /* the session registers it afresh */
-    hc->flags |= H_UPGRADED;
-    hc->tp.fd = -1;
+    hc->flags |= H_UPGRADED; /* hc_destroy leaves the transport, now the session's, open */
     hc_destroy(hc);
     kite__app_session_add(app, s);
     kite__session_start(s, kreq, rest, rest_len);

@@ -88,8 +88,8 @@ struct kite__session_timer {
 };
 
 /*
- * 112 bytes on 64-bit targets, in one block after the codec's 128 (see session.c):
- * an idle connection is this 240-byte block (a 256-byte glibc chunk). The codec is
+ * 104 bytes on 64-bit targets, in one block after the codec's 128 (see session.c):
+ * an idle connection is this 232-byte block (a 240-byte glibc chunk). The codec is
  * found by its fixed offset and keeps the user data (its ud), so neither is stored
  * here. What only some
  * sessions need is in `ext` and `tm`.

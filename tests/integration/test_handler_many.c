@@ -66,7 +66,7 @@ static void park_in_send(struct kite_session *s)
     /* Keep the kernel's share small so 500 parked sessions do not need gigabytes of
      * socket buffers: the queue in user space is what parks the send. */
     int small = 16 * 1024;
-    setsockopt(s->tp.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(kite__tp_fd(&s->tp), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     int rc;
     do
         rc = kite_send_binary(s, blob, sizeof(blob));

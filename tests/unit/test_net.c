@@ -204,7 +204,7 @@ static void exchange(const char *host)
     struct kite__transport st, ct;
     make_pair(loop, host, &st, &ct, NULL);
     ASSERT_STREQ(st.vt->name, "tcp");
-    ASSERT(st.state == NULL); /* plain TCP: nothing allocated */
+    ASSERT(kite__tp_fd(&st) >= 0 && kite__tp_fd(&st) == st.tcp_fd); /* plain TCP: the fd inline */
     ASSERT_EQ(kite__tp_handshake(&ct), KITE_OK);
     ASSERT_EQ(kite__tp_pending(&ct), 0);
     ASSERT_EQ(kite__tp_want_events(&ct, KITE__IO_READ), KITE__IO_READ);
@@ -215,7 +215,7 @@ static void exchange(const char *host)
     struct reader *r = calloc(1, sizeof *r);
     r->t = &st;
     r->last = 1;
-    kite__io_init(&r->io, st.fd, on_readable);
+    kite__io_init(&r->io, kite__tp_fd(&st), on_readable);
     ASSERT_EQ(kite__io_start(loop, &r->io, KITE__IO_READ), KITE_OK);
     run_until(loop, reader_has, r, 3000);
     ASSERT_EQ(r->n, 11);
@@ -244,7 +244,7 @@ static void exchange(const char *host)
 
     kite__tp_close(&st);
     kite__tp_close(&st); /* idempotent */
-    ASSERT_EQ(st.fd, -1);
+    ASSERT_EQ(kite__tp_fd(&st), -1);
     kite__tp_close(&ct);
     free(r);
     kite_loop_free(loop);
@@ -320,7 +320,7 @@ TEST(net_tcp_reset_and_write_to_closed_peer_are_errors_not_signals)
     make_pair(loop, "127.0.0.1", &st, &ct, NULL);
     /* the server aborts: SO_LINGER 0 sends RST */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    ASSERT_EQ(setsockopt(st.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    ASSERT_EQ(setsockopt(kite__tp_fd(&st), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
     kite__tp_close(&st);
     uint8_t buf[16];
     ssize_t n;
@@ -341,7 +341,7 @@ TEST(net_tcp_partial_write_returns_count_then_again)
     struct kite__transport st, ct;
     make_pair(loop, "127.0.0.1", &st, &ct, NULL);
     int small = 4096;
-    ASSERT_EQ(setsockopt(ct.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    ASSERT_EQ(setsockopt(kite__tp_fd(&ct), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     static uint8_t chunk[1 << 20];
     ssize_t total = 0, n;
     /* nobody reads: the kernel takes some, then nothing */

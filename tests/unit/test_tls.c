@@ -253,9 +253,11 @@ static void drive_handshake(struct pair *p)
         struct pollfd pf[2];
         int n = 0;
         if (p->hs_cli == KITE_AGAIN)
-            pf[n++] = (struct pollfd){p->cli.fd, poll_bits(kite__tp_want_events(&p->cli, 0)), 0};
+            pf[n++] = (struct pollfd){kite__tp_fd(&p->cli),
+                                      poll_bits(kite__tp_want_events(&p->cli, 0)), 0};
         if (p->hs_srv == KITE_AGAIN)
-            pf[n++] = (struct pollfd){p->srv.fd, poll_bits(kite__tp_want_events(&p->srv, 0)), 0};
+            pf[n++] = (struct pollfd){kite__tp_fd(&p->srv),
+                                      poll_bits(kite__tp_want_events(&p->srv, 0)), 0};
         if (poll(pf, (nfds_t)n, 100) == 0)
             return;
     }
@@ -366,8 +368,9 @@ static void transfer(struct kite__transport *w, struct kite__transport *r, const
         } while (kite__tp_pending(r) > 0);
         if (!progress) {
             struct pollfd pf[2] = {
-                {w->fd, poll_bits(kite__tp_want_events(w, sent < len ? KITE__IO_WRITE : 0)), 0},
-                {r->fd, poll_bits(kite__tp_want_events(r, KITE__IO_READ)), 0},
+                {kite__tp_fd(w),
+                 poll_bits(kite__tp_want_events(w, sent < len ? KITE__IO_WRITE : 0)), 0},
+                {kite__tp_fd(r), poll_bits(kite__tp_want_events(r, KITE__IO_READ)), 0},
             };
             ASSERT(poll(pf, 2, 2000) > 0);
         }
@@ -556,14 +559,14 @@ TEST(tls_writev_coalesces_small_buffers)
     ASSERT_EQ(kite__tp_writev(&p.cli, iov, 100), sizeof data);
     static uint8_t raw[65536];
     bool eof;
-    ASSERT_EQ(raw_read_all(p.srv.fd, raw, sizeof raw, &eof), 5 + sizeof data + 1 + 16);
+    ASSERT_EQ(raw_read_all(kite__tp_fd(&p.srv), raw, sizeof raw, &eof), 5 + sizeof data + 1 + 16);
     ASSERT_EQ(raw[0], 0x17); /* one application_data record */
     /* 10 bytes, 20000 bytes, 10 bytes: a full record (10 + 16374), then the 3626 left
      * of the big buffer with the last 10 bytes: two records, not three or four. */
     static uint8_t big[20000];
     struct iovec iov2[3] = {{data, 10}, {big, sizeof big}, {data, 10}};
     ASSERT_EQ(kite__tp_writev(&p.cli, iov2, 3), 20020);
-    ASSERT_EQ(raw_read_all(p.srv.fd, raw, sizeof raw, &eof), 20020 + 2 * 22);
+    ASSERT_EQ(raw_read_all(kite__tp_fd(&p.srv), raw, sizeof raw, &eof), 20020 + 2 * 22);
     pair_close(&p);
     kite__tls_client_ctx_free(c);
     kite__tls_server_ctx_free(s);
@@ -585,7 +588,7 @@ TEST(tls_pending_reports_buffered_records)
     int avail = 0;
     for (int i = 0; i < 100 && avail < 30000; i++) {
         usleep(1000);
-        ASSERT_EQ(ioctl(p.cli.fd, FIONREAD, &avail), 0);
+        ASSERT_EQ(ioctl(kite__tp_fd(&p.cli), FIONREAD, &avail), 0);
     }
     ASSERT(avail > 30000);
     uint8_t buf[4096], got[30000];
@@ -632,7 +635,7 @@ TEST(tls_data_with_last_flight_is_pending)
     ASSERT_EQ(kite__tp_write(&p.cli, "GET / HTTP/1.1\r\n\r\n", 18), 18);
     ASSERT_EQ(kite__tp_handshake(&p.srv), KITE_OK);
     ASSERT(kite__tp_pending(&p.srv) > 0);
-    struct pollfd pf = {p.srv.fd, POLLIN, 0};
+    struct pollfd pf = {kite__tp_fd(&p.srv), POLLIN, 0};
     ASSERT_EQ(poll(&pf, 1, 0), 0);
     char buf[64];
     ASSERT_EQ(kite__tp_read(&p.srv, buf, sizeof buf), 18);
@@ -951,8 +954,13 @@ TEST(tls_client_host_rules)
     ASSERT(t.vt == NULL);
     ASSERT_EQ(fcntl(fds[0], F_GETFD) >= 0, 1);
     ASSERT_EQ(kite__tls_transport_init_client(&t, c, fds[0], "[fe80::1%1]"), KITE_OK);
+    ASSERT(t.conn != NULL);
+    ASSERT_EQ(kite__tp_fd(&t), fds[0]);
     kite__tp_close(&t);
-    ASSERT_EQ(t.fd, -1);
+    ASSERT(t.conn == NULL);
+    ASSERT_EQ(kite__tp_fd(&t), -1);
+    ASSERT_EQ(fcntl(fds[0], F_GETFD) < 0, 1); /* the transport owned and closed it */
+    kite__tp_close(&t);                       /* idempotent */
     close(fds[1]);
     kite__tls_client_ctx_free(c);
     ASSERT_EQ(kite_live, 0);
@@ -1126,7 +1134,7 @@ TEST(tls_write_to_closed_peer_is_epipe)
     struct kite_tls_client_ctx *c = trusting_client();
     struct pair p;
     connect_ok(&p, s, c, "localhost");
-    shutdown(p.srv.fd, SHUT_RDWR); /* the peer vanishes without a TLS close; a send to it
+    shutdown(kite__tp_fd(&p.srv), SHUT_RDWR); /* the peer vanishes without a TLS close; a send to it
                                       would raise SIGPIPE without MSG_NOSIGNAL */
     ssize_t w = kite__tp_write(&p.cli, "hello", 5);
     if (w == 5) /* the first send may still succeed; the next cannot */
@@ -1158,13 +1166,13 @@ TEST(tls_close_notify)
     struct pair p;
     connect_ok(&p, s12, c, "localhost");
     ASSERT_EQ(kite__tp_shutdown(&p.cli), KITE_OK);
-    size_t n = raw_read_all(p.srv.fd, raw, sizeof raw, &eof);
+    size_t n = raw_read_all(kite__tp_fd(&p.srv), raw, sizeof raw, &eof);
     ASSERT(n > 5 && raw[0] == 21 && (size_t)((raw[3] << 8) | raw[4]) + 5 == n);
     ASSERT(eof);
     pair_close(&p);
     connect_ok(&p, s12, c, "localhost");
     kite__tp_close(&p.cli);
-    n = raw_read_all(p.srv.fd, raw, sizeof raw, &eof);
+    n = raw_read_all(kite__tp_fd(&p.srv), raw, sizeof raw, &eof);
     ASSERT(n > 5 && raw[0] == 21 && eof);
     pair_close(&p);
     /* TLS 1.3, through the transports: EOF on the peer, which may still send (a TLS 1.3
@@ -1176,7 +1184,7 @@ TEST(tls_close_notify)
     char buf[64];
     ssize_t r = KITE_AGAIN;
     for (int i = 0; i < 20 && r == KITE_AGAIN; i++) {
-        struct pollfd pf = {p.cli.fd, POLLIN, 0};
+        struct pollfd pf = {kite__tp_fd(&p.cli), POLLIN, 0};
         poll(&pf, 1, 100);
         r = kite__tp_read(&p.cli, buf, sizeof buf);
     }
@@ -1184,7 +1192,7 @@ TEST(tls_close_notify)
     ASSERT_EQ(kite__tp_write(&p.cli, "bye", 3), 3);
     r = KITE_AGAIN;
     for (int i = 0; i < 20 && r == KITE_AGAIN; i++) {
-        struct pollfd pf = {p.srv.fd, POLLIN, 0};
+        struct pollfd pf = {kite__tp_fd(&p.srv), POLLIN, 0};
         poll(&pf, 1, 100);
         r = kite__tp_read(&p.srv, buf, sizeof buf);
     }
@@ -1206,11 +1214,11 @@ TEST(tls_bare_eof_reads_as_end_of_stream)
     struct pair p;
     connect_ok(&p, s, c, "localhost");
     exchange(&p, 10, 0);
-    shutdown(p.cli.fd, SHUT_WR);
+    shutdown(kite__tp_fd(&p.cli), SHUT_WR);
     char buf[16];
     ssize_t r = KITE_AGAIN;
     for (int i = 0; i < 20 && r == KITE_AGAIN; i++) {
-        struct pollfd pf = {p.srv.fd, POLLIN, 0};
+        struct pollfd pf = {kite__tp_fd(&p.srv), POLLIN, 0};
         poll(&pf, 1, 100);
         r = kite__tp_read(&p.srv, buf, sizeof buf);
     }
