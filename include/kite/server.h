@@ -108,7 +108,11 @@ KITE_EXTERN struct kite_app *kite_app_new(const struct kite_app_options *o);
 KITE_EXTERN void kite_app_free(struct kite_app *app);
 
 /* Replace the app-wide protocol options (copied); routes without their own options
- * use them from their next session on. KITE_OK or KITE_ERR_INVALID. */
+ * use them from their next session on, and sessions already open keep the options
+ * they started with. Sessions share one copy per call rather than holding their own
+ * (an idle connection stays small); each call keeps its copy, about 48 bytes, until
+ * kite_app_free(). Loop thread, or before kite_app_run(). KITE_OK, KITE_ERR_INVALID,
+ * or KITE_ERR_NOMEM (nothing changed). */
 KITE_EXTERN int kite_app_set_ws_options(struct kite_app *app, const struct kite_ws_options *o);
 
 /* The app's loop (its own or the one from the options). */
@@ -212,8 +216,10 @@ KITE_EXTERN struct kite_route *kite_route_ws_raw_callbacks(struct kite_app *app,
                                                            const struct kite_ws_callbacks *cb,
                                                            void *ud);
 
-/* This route's protocol options (copied), instead of the app's. KITE_OK or
- * KITE_ERR_INVALID (timeout_ms of 0, or not a WebSocket route). */
+/* This route's protocol options (copied), instead of the app's, for the route's
+ * sessions from the next one on (shared the same way as the app's, kept until
+ * kite_app_free()). Loop thread, or before kite_app_run(). KITE_OK, KITE_ERR_INVALID
+ * (timeout_ms of 0, or not a WebSocket route) or KITE_ERR_NOMEM (nothing changed). */
 KITE_EXTERN int kite_route_set_ws_options(struct kite_route *r, const struct kite_ws_options *o);
 /* This route's outgoing queue limits (copied). KITE_OK or KITE_ERR_INVALID. */
 KITE_EXTERN int kite_route_set_send_limits(struct kite_route *r, const struct kite_send_limits *l);

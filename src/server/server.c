@@ -80,6 +80,7 @@ struct kite_app *kite_app_new(const struct kite_app_options *o)
     }
     app->max_conns = o->max_connections ? o->max_connections : default_max_conns();
     atomic_init(&app->stop_requested, false);
+    app->ws_cur = &app->opt.ws;
     kite__router_init(&app->router, app->alloc);
     return app;
 }
@@ -117,6 +118,11 @@ void kite_app_free(struct kite_app *app)
         r = next;
     }
     kite__router_free(&app->router);
+    while (app->ws_blocks) {
+        struct kite__ws_block *b = app->ws_blocks;
+        app->ws_blocks = b->next;
+        kite__free(app->alloc, b);
+    }
     for (uint8_t i = 0; i < app->nteardown; i++)
         app->teardown[i].fn(app, app->teardown[i].arg);
     /* After the loop: no session (and no instance reading its configs) is left. */
@@ -140,11 +146,30 @@ int kite__app_add_teardown(struct kite_app *app, void (*fn)(struct kite_app *app
     return KITE_OK;
 }
 
+/* A new options block for sessions made from now on (struct kite__ws_block). */
+static const struct kite_ws_options *ws_publish(struct kite_app *app,
+                                                const struct kite_ws_options *o)
+{
+    struct kite__ws_block *b = kite__malloc(app->alloc, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->ws = *o;
+    b->next = app->ws_blocks;
+    app->ws_blocks = b;
+    return &b->ws;
+}
+
 int kite_app_set_ws_options(struct kite_app *app, const struct kite_ws_options *o)
 {
     if (!app || !o || !ws_options_ok(o))
         return KITE_ERR_INVALID;
-    app->opt.ws = *o;
+    const struct kite_ws_options *ws = ws_publish(app, o);
+    if (!ws)
+        return KITE_ERR_NOMEM;
+    app->ws_cur = ws;
+    for (struct kite_route *r = app->routes; r; r = r->next)
+        if (r->kind == KITE__ROUTE_WS && !r->own_ws)
+            r->scfg.ws = ws;
     return KITE_OK;
 }
 
@@ -197,7 +222,7 @@ static struct kite_route *ws_route(struct kite_app *app, const char *path,
         return NULL;
     r->scfg.cb = *cb;
     r->scfg.ud = ud;
-    r->scfg.ws = &app->opt.ws;
+    r->scfg.ws = app->ws_cur;
     r->scfg.send = &app->opt.send;
     r->scfg.alloc = app->alloc;
     r->scfg.mode = (uint8_t)mode;
@@ -236,8 +261,11 @@ int kite_route_set_ws_options(struct kite_route *r, const struct kite_ws_options
 {
     if (!r || !o || r->kind != KITE__ROUTE_WS || !ws_options_ok(o))
         return KITE_ERR_INVALID;
-    r->ws = *o;
-    r->scfg.ws = &r->ws;
+    const struct kite_ws_options *ws = ws_publish(r->app, o);
+    if (!ws)
+        return KITE_ERR_NOMEM;
+    r->scfg.ws = ws;
+    r->own_ws = true;
     return KITE_OK;
 }
 

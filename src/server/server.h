@@ -38,8 +38,10 @@ struct kite_route {
     kite_http_handler *handler;
     void *ud;
     /* WebSocket routes: what every session of the route shares */
-    struct kite__session_cfg scfg; /* scfg.ws/.send point at the fields below or the app's */
-    struct kite_ws_options ws;     /* own options when scfg.ws == &ws */
+    /* scfg.ws points at a published options block (the route's own when own_ws, else
+     * the app's current one); scfg.send at `send` below or the app's. */
+    struct kite__session_cfg scfg;
+    bool own_ws;                   /* kite_route_set_ws_options() was called */
     struct kite_send_limits send;  /* own limits when scfg.send == &send */
     char *protocol;                /* required subprotocol, owned, or NULL */
     kite_protocol_select_cb *select;
@@ -66,8 +68,23 @@ enum kite__app_state {
 
 struct kite__hconn;
 
+/*
+ * Protocol options as sessions see them: every session's codec points at one of these
+ * (kite_codec_config.shared_options) instead of carrying a copy. A change publishes a
+ * new block and never edits one in place, so sessions already open keep the options
+ * they started with; the blocks are freed with the app, after its last session.
+ */
+struct kite__ws_block {
+    struct kite__ws_block *next;
+    struct kite_ws_options ws;
+};
+
 struct kite_app {
-    struct kite_app_options opt; /* copied; opt.ws and opt.send are the app defaults */
+    /* Copied. opt.send is the app's send limits; opt.ws the first protocol options,
+     * then ws_cur (kite_app_set_ws_options) is the current ones. */
+    struct kite_app_options opt;
+    const struct kite_ws_options *ws_cur; /* opt.ws or the newest of ws_blocks */
+    struct kite__ws_block *ws_blocks;     /* published by the setters; owned */
     const struct kite_allocator *alloc;
     struct kite_loop *loop;
     bool own_loop;

@@ -137,7 +137,7 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     kite_codec_config_init(&cc);
     cc.role = (enum kite_role)cfg->role;
     cc.mode = (enum kite_mode)cfg->mode;
-    cc.options = *cfg->ws;
+    cc.shared_options = cfg->ws; /* pointed to, not copied: see struct kite__session_cfg */
     cc.allocator = cfg->alloc;
     cc.extensions = ext;
     /* The codec carries the user data; its callbacks find s by session_of. */

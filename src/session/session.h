@@ -49,7 +49,10 @@
 struct kite__session_cfg {
     struct kite_ws_callbacks cb;         /* copied from the user */
     void *ud;                            /* each session's initial user data */
-    const struct kite_ws_options *ws;    /* read when a session is created */
+    /* Pointed to by each session's codec for the session's life (shared_options), so
+     * it must outlive the sessions and never change while they use it: publish a new
+     * one for later sessions instead (server.c: struct kite__ws_block). */
+    const struct kite_ws_options *ws;
     const struct kite_send_limits *send; /* read on every send (unless overridden) */
     const struct kite_allocator *alloc;  /* NULL = libc */
     uint8_t mode;                        /* enum kite_mode */

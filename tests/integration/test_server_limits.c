@@ -136,6 +136,71 @@ TEST(limits_max_message_1009)
     ASSERT_EQ(ts_stop(&t), 0);
 }
 
+/*
+ * Sessions share their route's options rather than copying them, so a change must not
+ * reach the sessions already open: "cmd:routemax N" (run on the loop thread) gives the
+ * route max_message_size N; the session that asked keeps its 1000, a new one gets N.
+ */
+static void routemax_message(struct kite_session *s, const struct kite_msg *m, void *ud)
+{
+    unsigned n;
+    char cmd[64];
+    if (m->type == KITE_OP_TEXT && m->len < sizeof(cmd)) {
+        memcpy(cmd, m->data, m->len);
+        cmd[m->len] = 0;
+        if (sscanf(cmd, "cmd:routemax %u", &n) == 1) {
+            struct kite_ws_options wo;
+            kite_ws_options_init(&wo);
+            wo.max_message_size = n;
+            rec_add("routemax %d;", kite_route_set_ws_options(g_route, &wo));
+            return;
+        }
+    }
+    tapp_message(s, m, ud);
+}
+
+TEST(limits_route_options_change_reaches_only_new_sessions)
+{
+    struct kite_ws_options wo;
+    kite_ws_options_init(&wo);
+    wo.max_message_size = 1000;
+    struct kite_app_options o;
+    ts_options(&o);
+    struct ts t;
+    t.app = kite_app_new(&o);
+    ASSERT(t.app != NULL);
+    struct kite_ws_callbacks cb = tapp_callbacks;
+    cb.on_message = routemax_message;
+    g_route = kite_route_ws_callbacks(t.app, "/t", &cb, NULL);
+    ASSERT(g_route != NULL);
+    ASSERT_EQ(kite_route_set_ws_options(g_route, &wo), KITE_OK);
+    ts_start(&t);
+    static char body[800];
+    memset(body, 'm', sizeof(body));
+    struct tc *old = tc_open_ok(t.port, "/t", NULL);
+    tc_send(old, KITE_OP_BINARY, true, body, sizeof(body));
+    struct tc_frame f;
+    ASSERT_EQ(tc_next(old, &f, 3000), 1);
+    ASSERT_EQ(f.len, sizeof(body));
+    free(f.data);
+    tc_text(old, "cmd:routemax 100");
+    ASSERT_REC("routemax 0;", 2000);
+    /* The open session still takes 800 bytes under its own 1000. */
+    tc_send(old, KITE_OP_BINARY, true, body, sizeof(body));
+    ASSERT_EQ(tc_next(old, &f, 3000), 1);
+    ASSERT_EQ(f.op, KITE_OP_BINARY);
+    ASSERT_EQ(f.len, sizeof(body));
+    free(f.data);
+    /* A new one is held to 100 (RFC 6455 §7.4.1: 1009). */
+    struct tc *young = tc_open_ok(t.port, "/t", NULL);
+    tc_send(young, KITE_OP_BINARY, true, body, sizeof(body));
+    ASSERT_EQ(tc_expect_close(young, NULL, 0), 1009);
+    ASSERT(tc_wait_eof(young, 3000));
+    tc_free(young);
+    tc_free(old);
+    ASSERT_EQ(ts_stop(&t), 0);
+}
+
 /* Read every frame until `n` binary ones arrived, each checked against the pattern of
  * its place in the sequence (kit_pattern: order and content); returns how many came. */
 static unsigned read_binaries(struct tc *c, unsigned n, size_t size)
