@@ -181,6 +181,17 @@ struct kite_extension {
      * connection: KITE_ERR_PROTOCOL -> 1002, KITE_ERR_UTF8 -> 1007, KITE_ERR_TOO_BIG ->
      * 1009, anything else -> 1011. NULL: pass. */
     int (*process_incoming)(void *inst, const struct kite_ext_chunk *in, struct kite_ext_sink *out);
+    /* The session is quiet for now: the codec calls this before it returns to the
+     * application, at the end of each kite_codec_recv() (the input it was given was
+     * processed and the callbacks it ran returned) and after each kite_codec_send()
+     * made outside a codec callback. Between two of these calls the session is busy:
+     * an extension may keep what it holds for a message for the next one (sends from
+     * on_message and the further messages of the same read) and release it here
+     * (permessage-deflate parks the zlib streams it borrowed). May come between two
+     * chunks of one incoming message (a message may span reads). Never fails; writes
+     * nothing; may be called when nothing happened since the last call. NULL: nothing
+     * to do. */
+    void (*idle)(void *inst);
 };
 
 /* ----------------------------------------------------------------------------------
