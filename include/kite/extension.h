@@ -345,9 +345,12 @@ struct kite_pmd_config {
      * ~6 KiB, inflate 2^bits plus ~7 KiB). true: between messages each keeps only its
      * history, the last 2^bits bytes it compressed or inflated (fewer until that many
      * were seen; 512 at most for an 8-bit inflater), and borrows a zlib stream from the
-     * calling thread's pool for each message, primed with that history as a preset
+     * calling thread's pool when a message comes, primed with that history as a preset
      * dictionary: the same references and ratio, a fraction of the memory, and some CPU
-     * per message for the priming (docs/extensions.md has measurements). Directions
+     * for the priming (docs/extensions.md has measurements). The stream stays while
+     * the session is busy (the messages of one read and the replies sent from their
+     * callbacks) and is parked again, history saved, at the extension's idle point
+     * (struct kite_extension.idle): one priming per read, not per message. Directions
      * without context takeover always use the pool. Default: true (balanced preset).
      */
     bool pool_streams;
@@ -394,8 +397,9 @@ struct kite_pmd_params {
 KITE_EXTERN int kite_pmd_params(const void *inst, struct kite_pmd_params *out);
 /* Compression memory this instance holds right now, in bytes requested from the
  * allocator: its zlib streams (kept ones; pooled ones only while a message is in
- * progress) and its histories (pool_streams). 0 between messages without context
- * takeover, and before the first message. */
+ * progress, or with pool_streams until the session is idle) and its histories
+ * (pool_streams). 0 between messages without context takeover, and before the first
+ * message. */
 KITE_EXTERN size_t kite_pmd_memory(const void *inst);
 
 /* Free the calling thread's pool of idle zlib streams (kept for sessions without
