@@ -595,10 +595,14 @@ static struct zs *get_deflater(struct pmd *p)
                      (int8_t)p->cfg->level};
     p->def = p->def_reset || p->def_park ? zs_borrow(&k) : zs_new(&k);
     /* A parked history goes back in as a preset dictionary (allowed for raw deflate
-     * right after a reset). */
+     * right after a reset). deflate never refers further back than its window less 262
+     * bytes (zlib's MAX_DIST), so the oldest bytes of a full window are left out: the
+     * same references, and zlib does not clear its hash table a second time (it does
+     * for a dictionary of a whole window). */
     if (p->def && p->def_park && p->def_win.len) {
+        uint32_t n = KITE_MIN(p->def_win.len, (1u << k.wbits) - 262u);
         kite__pmd_primes++;
-        if (deflateSetDictionary(&p->def->z, p->def_win.buf, p->def_win.len) != Z_OK) {
+        if (deflateSetDictionary(&p->def->z, p->def_win.buf + p->def_win.len - n, n) != Z_OK) {
             zs_free(p->def);
             p->def = NULL;
         }
