@@ -181,6 +181,17 @@ struct kite_extension {
      * connection: KITE_ERR_PROTOCOL -> 1002, KITE_ERR_UTF8 -> 1007, KITE_ERR_TOO_BIG ->
      * 1009, anything else -> 1011. NULL: pass. */
     int (*process_incoming)(void *inst, const struct kite_ext_chunk *in, struct kite_ext_sink *out);
+    /* The session is quiet for now: the codec calls this before it returns to the
+     * application, at the end of each kite_codec_recv() (the input it was given was
+     * processed and the callbacks it ran returned) and after each kite_codec_send()
+     * made outside a codec callback. Between two of these calls the session is busy:
+     * an extension may keep what it holds for a message for the next one (sends from
+     * on_message and the further messages of the same read) and release it here
+     * (permessage-deflate parks the zlib streams it borrowed). May come between two
+     * chunks of one incoming message (a message may span reads). Never fails; writes
+     * nothing; may be called when nothing happened since the last call. NULL: nothing
+     * to do. */
+    void (*idle)(void *inst);
 };
 
 /* ----------------------------------------------------------------------------------
@@ -334,9 +345,12 @@ struct kite_pmd_config {
      * ~6 KiB, inflate 2^bits plus ~7 KiB). true: between messages each keeps only its
      * history, the last 2^bits bytes it compressed or inflated (fewer until that many
      * were seen; 512 at most for an 8-bit inflater), and borrows a zlib stream from the
-     * calling thread's pool for each message, primed with that history as a preset
+     * calling thread's pool when a message comes, primed with that history as a preset
      * dictionary: the same references and ratio, a fraction of the memory, and some CPU
-     * per message for the priming (docs/extensions.md has measurements). Directions
+     * for the priming (docs/extensions.md has measurements). The stream stays while
+     * the session is busy (the messages of one read and the replies sent from their
+     * callbacks) and is parked again, history saved, at the extension's idle point
+     * (struct kite_extension.idle): one priming per read, not per message. Directions
      * without context takeover always use the pool. Default: true (balanced preset).
      */
     bool pool_streams;
@@ -383,8 +397,9 @@ struct kite_pmd_params {
 KITE_EXTERN int kite_pmd_params(const void *inst, struct kite_pmd_params *out);
 /* Compression memory this instance holds right now, in bytes requested from the
  * allocator: its zlib streams (kept ones; pooled ones only while a message is in
- * progress) and its histories (pool_streams). 0 between messages without context
- * takeover, and before the first message. */
+ * progress, or with pool_streams until the session is idle) and its histories
+ * (pool_streams). 0 between messages without context takeover, and before the first
+ * message. */
 KITE_EXTERN size_t kite_pmd_memory(const void *inst);
 
 /* Free the calling thread's pool of idle zlib streams (kept for sessions without

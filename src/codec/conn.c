@@ -818,7 +818,7 @@ static size_t hot_messages(struct kite_codec *c, uint8_t *in, size_t len, bool *
     return (size_t)(f - in);
 }
 
-ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len, uint64_t now_ms)
+static ssize_t recv_input(struct kite_codec *c, uint8_t *in, size_t len, uint64_t now_ms)
 {
     if (c->flags & (F_IN_CB | F_STOP | F_ARM)) {
         if (c->flags & F_IN_CB)
@@ -862,6 +862,16 @@ ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len, uint64_t 
             break;
     }
     return (ssize_t)off;
+}
+
+ssize_t kite_codec_recv(struct kite_codec *c, uint8_t *in, size_t len, uint64_t now_ms)
+{
+    ssize_t r = recv_input(c, in, len, now_ms);
+    /* The input is processed and no callback runs (a nested call is refused): the
+     * session is quiet until the application's next call. */
+    if ((c->flags & (F_EXT | F_IN_CB)) == F_EXT)
+        kite__ext_idle(c->aux->ext);
+    return r;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -927,8 +937,12 @@ NOINLINE static int send_general(struct kite_codec *c, enum kite_opcode type, co
     int rc = can_send(c);
     if (rc != KITE_OK)
         return rc;
-    if ((c->flags & (F_EXT | F_RAW)) == F_EXT)
-        return ext_send(c, type, data, len);
+    if ((c->flags & (F_EXT | F_RAW)) == F_EXT) {
+        rc = ext_send(c, type, data, len);
+        if (!(c->flags & F_IN_CB))
+            kite__ext_idle(c->aux->ext); /* a send on its own: nothing follows it */
+        return rc;
+    }
     return put_frame(c, (uint8_t)(0x80 | type), data, len);
 }
 

@@ -192,6 +192,9 @@ int kite__ext_incoming(struct kite_ext_chain *ch, const uint8_t *data, size_t le
 
 /* Release the chain's scratch memory (once a SCRATCH result has been copied). */
 void kite__ext_release(struct kite_ext_chain *ch);
+/* The session is quiet for now (struct kite_extension.idle says when): every
+ * extension's idle hook, in install order. */
+void kite__ext_idle(struct kite_ext_chain *ch);
 
 /*
  * Negotiation over the header lines of a parsed head (see kite_ext_negotiate and

@@ -869,3 +869,10 @@ void kite__ext_release(struct kite_ext_chain *ch)
 {
     release_scratch(ch);
 }
+
+void kite__ext_idle(struct kite_ext_chain *ch)
+{
+    for (size_t i = 0; i < ch->n; i++)
+        if (ch->slot[i].ext->idle)
+            ch->slot[i].ext->idle(ch->slot[i].inst);
+}

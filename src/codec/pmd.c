@@ -19,11 +19,20 @@
  * direction either keeps its stream for the session's life (sized by the agreed window
  * and memLevel, made on first use), or, with pool_streams, keeps only its history
  * window between messages: the last 2^bits bytes it sent (or received), at most. The
- * stream is then borrowed for each message and primed with that window as a preset
+ * stream is then borrowed when a message comes and primed with that window as a preset
  * dictionary, which lets it refer to exactly what a kept stream could (RFC 7692 §7.2.1
- * only requires that references stay within the agreed window).
+ * only requires that references stay within the agreed window). Priming costs a reset
+ * (zlib clears its hash table) and hashing the whole window, far more than a small
+ * message: so a borrowed stream stays with the session while it is busy, from message
+ * to message like a kept stream, and is parked (its window saved, the stream given
+ * back) only when the codec says the session is quiet (the extension's idle hook: the
+ * end of each read's input, or a send of its own).
  */
 #include <zlib.h>
+
+#if ZLIB_VERNUM < 0x1290
+#error "permessage-deflate needs zlib 1.2.9 or later (deflateGetDictionary)"
+#endif
 
 #include "codec/conn_internal.h"
 #include "codec/pmd.h"
@@ -366,6 +375,8 @@ static struct zs *zs_new(const struct zkey *k)
     return s;
 }
 
+_Thread_local unsigned long kite__pmd_primes;
+
 static _Thread_local struct zs *pool;
 static _Thread_local size_t pool_n;
 
@@ -437,8 +448,9 @@ size_t kite_pmd_pool_size(size_t *bytes)
  * Instances
  */
 
-/* A direction's history between messages (context takeover with pool_streams): the
- * last bytes of the uncompressed stream, at most `max` of them. */
+/* A direction's history while parked (context takeover with pool_streams): the last
+ * bytes of the uncompressed stream, at most `max` of them. Stale while the direction
+ * holds a borrowed stream (the stream's window is the history then). */
 struct win {
     uint8_t *buf;
     uint32_t len, cap, max;
@@ -448,7 +460,8 @@ struct pmd {
     const struct kite_pmd_config *cfg; /* the registry's copy */
     const struct kite_allocator *a;
     struct kite_pmd_params agreed;
-    struct zs *def;     /* our compressor: kept (takeover) or borrowed for a message */
+    struct zs *def;     /* our compressor: kept, or borrowed (for a message; def_park:
+                         * until the session is idle) */
     struct zs *inf;     /* the peer's decompressor, likewise */
     struct win def_win; /* what we sent last (def_park) */
     struct win inf_win; /* what we received last (inf_park) */
@@ -557,26 +570,6 @@ static int win_reserve(const struct pmd *p, struct win *w, uint32_t n)
     return KITE_OK;
 }
 
-/* Append `len` bytes to the history, keeping the last w->max. */
-static int win_push(const struct pmd *p, struct win *w, const uint8_t *data, size_t len)
-{
-    if (len >= w->max) {
-        if (win_reserve(p, w, w->max) != KITE_OK)
-            return KITE_ERR_NOMEM;
-        memcpy(w->buf, data + len - w->max, w->max);
-        w->len = w->max;
-        return KITE_OK;
-    }
-    uint32_t n = (uint32_t)len;
-    uint32_t keep = KITE_MIN(w->len, w->max - n);
-    if (win_reserve(p, w, keep + n) != KITE_OK)
-        return KITE_ERR_NOMEM;
-    memmove(w->buf, w->buf + w->len - keep, keep);
-    memcpy(w->buf + keep, data, n);
-    w->len = keep + n;
-    return KITE_OK;
-}
-
 /* Forget the history (the stream then starts afresh: always safe for a compressor). */
 static void win_clear(const struct pmd *p, struct win *w)
 {
@@ -602,31 +595,68 @@ static struct zs *get_deflater(struct pmd *p)
                      (int8_t)p->cfg->level};
     p->def = p->def_reset || p->def_park ? zs_borrow(&k) : zs_new(&k);
     /* A parked history goes back in as a preset dictionary (allowed for raw deflate
-     * right after a reset). */
-    if (p->def && p->def_park && p->def_win.len &&
-        deflateSetDictionary(&p->def->z, p->def_win.buf, p->def_win.len) != Z_OK) {
-        zs_free(p->def);
-        p->def = NULL;
+     * right after a reset). deflate never refers further back than its window less 262
+     * bytes (zlib's MAX_DIST), so the oldest bytes of a full window are left out: the
+     * same references, and zlib does not clear its hash table a second time (it does
+     * for a dictionary of a whole window). */
+    if (p->def && p->def_park && p->def_win.len) {
+        uint32_t n = KITE_MIN(p->def_win.len, (1u << k.wbits) - 262u);
+        kite__pmd_primes++;
+        if (deflateSetDictionary(&p->def->z, p->def_win.buf + p->def_win.len - n, n) != Z_OK) {
+            zs_free(p->def);
+            p->def = NULL;
+        }
     }
     return p->def;
 }
 
 /* The message is sent (or failed). Without context takeover the compressor goes back
- * to the pool; with pool_streams too, after the message joined the history. */
-static void deflate_done(struct pmd *p, const struct kite_ext_msg *m, bool failed)
+ * to the pool. With pool_streams it stays until the session is idle (pmd_idle). */
+static void deflate_done(struct pmd *p, bool failed)
 {
-    if (p->def_park) {
-        /* Forgetting our history is always safe: the peer keeps its window, we just
-         * stop referring to it. */
-        if (failed || win_push(p, &p->def_win, m->data, m->len) != KITE_OK)
-            win_clear(p, &p->def_win);
+    if (failed && p->def_park) {
+        /* zlib took input the peer will never see: start afresh. Forgetting our
+         * history is always safe: the peer keeps its window, we just stop referring
+         * to it. */
+        win_clear(p, &p->def_win);
     }
-    if (p->def_reset || p->def_park) {
+    if (p->def_reset || (failed && p->def_park)) {
         zs_return(p->def);
         p->def = NULL;
     } else if (failed) {
         deflateReset(&p->def->z);
     }
+}
+
+/*
+ * pool_streams: save the compressor's window as the history and give the stream back.
+ * After a sync flush zlib's window ends with the last byte we sent; it holds at most
+ * 2^wbits bytes and, once it has slid, at least the 2^wbits - 262 that deflate may still
+ * refer to (zlib's MAX_DIST), so priming with it later gives the same references. With
+ * 8 bits agreed zlib runs with 9: keep the last 256 bytes.
+ */
+static void park_deflater(struct pmd *p)
+{
+    z_stream *z = &p->def->z;
+    struct win *w = &p->def_win;
+    uint8_t small[512];
+    uInt n = 0;
+    bool ok = deflateGetDictionary(z, Z_NULL, &n) == Z_OK;
+    if (ok && n > w->max) {
+        ok = n <= sizeof(small) && deflateGetDictionary(z, small, &n) == Z_OK &&
+             win_reserve(p, w, w->max) == KITE_OK;
+        if (ok)
+            memcpy(w->buf, small + n - w->max, w->max);
+        n = w->max;
+    } else if (ok && n) {
+        ok = win_reserve(p, w, n) == KITE_OK && deflateGetDictionary(z, w->buf, &n) == Z_OK;
+    }
+    if (ok)
+        w->len = n;
+    else
+        win_clear(p, w); /* out of memory: start afresh, as after a failed send */
+    zs_return(p->def);
+    p->def = NULL;
 }
 
 /* Deflate all of m's payload with a sync flush into the sink. */
@@ -681,7 +711,7 @@ static int pmd_outgoing(void *inst, struct kite_ext_msg *m, struct kite_ext_sink
     /* Without context takeover nothing ties the next message to this one, so data
      * that did not shrink can go out as it is. */
     bool as_is = rc == KITE_OK && p->def_reset && out->len >= m->len;
-    deflate_done(p, m, rc != KITE_OK);
+    deflate_done(p, rc != KITE_OK);
     if (as_is) {
         m->rsv &= (uint8_t)~KITE_RSV1;
         return KITE_EXT_PASS;
@@ -702,10 +732,12 @@ static struct zs *get_inflater(struct pmd *p)
     struct zkey k = {p->a, Z_KIND_INFLATE, (uint8_t)KITE_MAX(p->inf_bits, 9), 0, 0, 0};
     p->inf = p->inf_reset || p->inf_park ? zs_borrow(&k) : zs_new(&k);
     /* The parked history: raw inflate takes a dictionary at any time. */
-    if (p->inf && p->inf_park && p->inf_win.len &&
-        inflateSetDictionary(&p->inf->z, p->inf_win.buf, p->inf_win.len) != Z_OK) {
-        zs_free(p->inf);
-        p->inf = NULL;
+    if (p->inf && p->inf_park && p->inf_win.len) {
+        kite__pmd_primes++;
+        if (inflateSetDictionary(&p->inf->z, p->inf_win.buf, p->inf_win.len) != Z_OK) {
+            zs_free(p->inf);
+            p->inf = NULL;
+        }
     }
     return p->inf;
 }
@@ -786,7 +818,8 @@ static int restart_keeping_window(struct pmd *p)
     return rc == Z_OK ? KITE_OK : zerr(rc);
 }
 
-/* pool_streams: keep the inflater's window (what the peer may still refer to). */
+/* pool_streams: keep the inflater's window (what the peer may still refer to) and give
+ * the stream back. On failure the stream stays: the window must not be lost. */
 static int park_inflater(struct pmd *p)
 {
     z_stream *z = &p->inf->z;
@@ -798,10 +831,12 @@ static int park_inflater(struct pmd *p)
         rc = win_reserve(p, &p->inf_win, n);
     if (rc == KITE_OK && n)
         rc = inflateGetDictionary(z, p->inf_win.buf, &n) == Z_OK ? KITE_OK : KITE_ERR_PROTOCOL;
-    p->inf_win.len = rc == KITE_OK ? n : 0;
+    if (rc != KITE_OK)
+        return rc;
+    p->inf_win.len = n;
     zs_return(p->inf);
     p->inf = NULL;
-    return rc;
+    return KITE_OK;
 }
 
 static int message_end(struct pmd *p)
@@ -809,8 +844,11 @@ static int message_end(struct pmd *p)
     p->in_on = false;
     if (!p->inf)
         return KITE_OK;
+    /* pool_streams: the stream stays for the next message until the session is idle,
+     * unless the message ended the deflate stream (a BFINAL block): parking then keeps
+     * the window and spares zlib's restart. */
     if (p->inf_park)
-        return park_inflater(p); /* a BFINAL block changes nothing: the window is kept */
+        return p->in_ended ? park_inflater(p) : KITE_OK;
     if (p->inf_reset) {
         zs_return(p->inf);
         p->inf = NULL;
@@ -847,6 +885,23 @@ static int pmd_incoming(void *inst, const struct kite_ext_chunk *in, struct kite
 }
 
 /* ------------------------------------------------------------------------------------
+ * Parking (pool_streams)
+ */
+
+/* The session is quiet (struct kite_extension.idle): park the borrowed streams. An
+ * incoming message in progress keeps its inflater (its state is more than a window). If
+ * the inflater's window cannot be saved (out of memory), the stream stays; the next idle
+ * call tries again. */
+static void pmd_idle(void *inst)
+{
+    struct pmd *p = inst;
+    if (p->def && p->def_park)
+        park_deflater(p);
+    if (p->inf && p->inf_park && !p->in_on)
+        (void)park_inflater(p);
+}
+
+/* ------------------------------------------------------------------------------------
  * The extension
  */
 
@@ -863,4 +918,5 @@ const struct kite_extension kite_ext_permessage_deflate = {
     .instance_free = pmd_free,
     .process_outgoing = pmd_outgoing,
     .process_incoming = pmd_incoming,
+    .idle = pmd_idle,
 };

@@ -17,4 +17,8 @@
  */
 int kite__pmd_window_bits(const char *s, size_t len);
 
+/* Streams this thread primed with a parked history (pool_streams), for the tests: a busy
+ * session primes once per direction and burst, not once per message. */
+extern _Thread_local unsigned long kite__pmd_primes;
+
 #endif

@@ -1066,3 +1066,259 @@ TEST(preset_memory_and_ratio)
     ASSERT(held[2] < 1024);
     ASSERT(held[2] < held[0] && held[0] < held[1] && held[1] <= held[3]);
 }
+
+/* ------------------------------------------------------------------------------------
+ * Parking (pool_streams): a busy session keeps its borrowed streams from message to
+ * message; the idle hook parks them (history window saved, stream pooled)
+ */
+
+/* The server instance of the balanced preset, as negotiated with a client that offered
+ * client_max_window_bits: 13-bit windows both ways, context takeover, pool_streams. */
+static void *balanced_server(struct kite_ext_list **l, struct kite_ext_chain **ch)
+{
+    struct kite_pmd_config cfg;
+    kite_pmd_config_init(&cfg);
+    cfg.compress_threshold = 0;
+    *l = list_with(&cfg, NULL);
+    static const char offer[] = "permessage-deflate; client_max_window_bits";
+    ASSERT_EQ(kite_ext_negotiate(*l, KITE_MODE_DEFAULT, offer, sizeof(offer) - 1, NULL, ch),
+              KITE_OK);
+    void *inst = kite_ext_chain_get(*ch, &kite_ext_permessage_deflate);
+    ASSERT(inst);
+    struct kite_pmd_params pp;
+    ASSERT_EQ(kite_pmd_params(inst, &pp), KITE_OK);
+    ASSERT_EQ(pp.server_max_window_bits, 13);
+    ASSERT_EQ(pp.client_max_window_bits, 13);
+    return inst;
+}
+
+/* Message i of a stream of similar ~300-byte JSON texts. */
+static size_t park_msg(char *buf, size_t cap, unsigned i)
+{
+    return json_like(buf, KITE_MIN(cap, 200 + (size_t)(i * 37) % 300), i);
+}
+
+/*
+ * What goes on the wire is exactly what plain zlib makes with RFC 7692 context takeover
+ * when the compressor is restarted at each park with the last 2^13 bytes sent as its
+ * preset dictionary, and runs on between parks: messages of a burst (no idle between
+ * them) compress like a kept stream, and the first message after a park like the
+ * per-message priming it replaces. Bursts of 1 (an idle after every message: what a
+ * send outside a callback gets) through 40, more than a window's worth.
+ */
+TEST(parked_and_held_compressor_match_zlib_with_the_history)
+{
+    struct kite_ext_list *l;
+    struct kite_ext_chain *ch;
+    void *inst = balanced_server(&l, &ch);
+    const struct kite_extension *x = &kite_ext_permessage_deflate;
+    static const unsigned bursts[] = {1, 1, 3, 16, 1, 40, 2, 1, 25};
+    static uint8_t sent[1 << 16], ref[4096];
+    static char msg[600];
+    size_t nsent = 0;
+    z_stream z;
+    unsigned k = 0;
+    unsigned long primes = kite__pmd_primes;
+    struct kite_buf b = {0};
+    for (size_t bi = 0; bi < KITE_ARRAY_LEN(bursts); bi++) {
+        memset(&z, 0, sizeof(z));
+        ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -13, 8, Z_DEFAULT_STRATEGY), Z_OK);
+        size_t h = KITE_MIN(nsent, (size_t)8192);
+        if (h)
+            ASSERT_EQ(deflateSetDictionary(&z, sent + nsent - h, (uInt)h), Z_OK);
+        for (unsigned j = 0; j < bursts[bi]; j++, k++) {
+            size_t n = park_msg(msg, sizeof(msg), k);
+            z.next_in = (Bytef *)msg;
+            z.avail_in = (uInt)n;
+            z.next_out = ref;
+            z.avail_out = sizeof(ref);
+            ASSERT_EQ(deflate(&z, Z_SYNC_FLUSH), Z_OK);
+            ASSERT(z.avail_in == 0 && z.avail_out > 0);
+            size_t rn = sizeof(ref) - z.avail_out - 4;
+
+            struct kite_ext_msg m = {KITE_OP_TEXT, 0, (const uint8_t *)msg, n};
+            struct kite_ext_sink s;
+            b.off = b.len = 0;
+            kite__ext_sink_init(&s, &b, NULL, 0, UINT64_MAX);
+            ASSERT_EQ(x->process_outgoing(inst, &m, &s), KITE_OK);
+            ASSERT_EQ(m.rsv, KITE_RSV1);
+            ASSERT_EQ(s.len, rn);
+            ASSERT_MEMEQ(kite__ext_sink_data(&s), ref, rn);
+            /* Busy: the stream stays, far more than the window. */
+            ASSERT(kite_pmd_memory(inst) > 64 * 1024);
+            ASSERT(nsent + n <= sizeof(sent));
+            memcpy(sent + nsent, msg, n);
+            nsent += n;
+        }
+        deflateEnd(&z);
+        x->idle(inst);
+        /* Parked: only the history is left, at most the window. */
+        size_t held = kite_pmd_memory(inst);
+        ASSERT(held > 0 && held <= 8192);
+        ASSERT_EQ(held, (KITE_MIN(nsent, (size_t)8192) + 511) & ~(size_t)511);
+        x->idle(inst); /* again: nothing to do */
+        ASSERT_EQ(kite_pmd_memory(inst), held);
+    }
+    ASSERT(nsent > 2 * 8192 + 1024); /* zlib's window slid (at 2 * 2^13 - 262 bytes) */
+    /* One priming per burst after the first (which starts with no history). */
+    ASSERT_UEQ(kite__pmd_primes - primes, KITE_ARRAY_LEN(bursts) - 1);
+    kite__buf_free(&b, NULL);
+    kite_ext_chain_free(ch);
+    kite_ext_list_free(l);
+    kite_pmd_pool_trim();
+}
+
+/* Inflate one message given in `pieces` chunks through the instance, calling idle
+ * between chunks when idle_inside; returns the inflated length in b. */
+static void park_inflate(const struct kite_extension *x, void *inst, const uint8_t *in,
+                         size_t n, unsigned pieces, bool idle_inside, struct kite_buf *b)
+{
+    b->off = b->len = 0;
+    size_t step = (n + pieces - 1) / pieces;
+    for (size_t off = 0; off < n || off == 0;) {
+        size_t len = KITE_MIN(step, n - off);
+        struct kite_ext_chunk c = {KITE_OP_TEXT, KITE_RSV1, off == 0, off + len == n,
+                                   in + off, len};
+        struct kite_ext_sink s;
+        kite__ext_sink_init(&s, b, NULL, 0, UINT64_MAX);
+        ASSERT_EQ(x->process_incoming(inst, &c, &s), KITE_OK);
+        b->len += s.len;
+        off += len;
+        if (off == n)
+            break;
+        if (idle_inside) {
+            x->idle(inst); /* between two chunks: the stream must stay */
+            ASSERT(kite_pmd_memory(inst) > 8192 + 1024);
+        }
+    }
+}
+
+/*
+ * The decompressor: a client compressing with one kept stream (context takeover, so
+ * every message may refer to any earlier one within the window) is understood whatever
+ * the server's parking pattern: idle after every message, after bursts, and between
+ * the chunks of a message (which must not park: the stream is mid-message).
+ */
+TEST(parked_and_held_decompressor_follow_a_kept_stream)
+{
+    struct kite_ext_list *l;
+    struct kite_ext_chain *ch;
+    void *inst = balanced_server(&l, &ch);
+    const struct kite_extension *x = &kite_ext_permessage_deflate;
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -13, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    static char msg[600];
+    static uint8_t wire[4096];
+    struct kite_buf b = {0};
+    unsigned long primes = kite__pmd_primes;
+    unsigned parks = 0;
+    for (unsigned k = 0; k < 200; k++) {
+        size_t n = park_msg(msg, sizeof(msg), k);
+        z.next_in = (Bytef *)msg;
+        z.avail_in = (uInt)n;
+        z.next_out = wire;
+        z.avail_out = sizeof(wire);
+        ASSERT_EQ(deflate(&z, Z_SYNC_FLUSH), Z_OK);
+        size_t wn = sizeof(wire) - z.avail_out - 4;
+        park_inflate(x, inst, wire, wn, 1 + k % 3, k % 5 == 2, &b);
+        ASSERT_EQ(b.len, n);
+        ASSERT_MEMEQ(b.data + b.off, msg, n);
+        if (k % 7 == 0 || k % 7 == 3) {
+            x->idle(inst);
+            parks++;
+            ASSERT(kite_pmd_memory(inst) <= 8192);
+        } else {
+            ASSERT(kite_pmd_memory(inst) > 8192 + 1024); /* held: window + inflate state */
+        }
+    }
+    deflateEnd(&z);
+    /* Primed only after a park (and not after the first one, if nothing came yet). */
+    ASSERT(kite__pmd_primes - primes <= parks);
+    ASSERT(kite__pmd_primes - primes >= parks - 1);
+    kite__buf_free(&b, NULL);
+    kite_ext_chain_free(ch);
+    kite_ext_list_free(l);
+    kite_pmd_pool_trim();
+}
+
+/* A server codec that echoes every message from its callback, and notes what its
+ * instance held then. */
+struct echo_peer {
+    struct peer p; /* first: the shared callbacks see a struct peer */
+    size_t max_held_in_cb;
+};
+
+static int echo_message(struct kite_codec *c, enum kite_opcode type, const uint8_t *data,
+                        size_t len, void *ud)
+{
+    struct echo_peer *e = ud;
+    on_message(c, type, data, len, &e->p);
+    ASSERT_EQ(kite_codec_send(c, type, data, len), KITE_OK);
+    size_t held = kite_pmd_memory(kite_codec_extension(c, &kite_ext_permessage_deflate));
+    e->max_held_in_cb = KITE_MAX(e->max_held_in_cb, held);
+    return KITE_OK;
+}
+
+static const struct kite_codec_callbacks echo_cbs = {
+    .on_message = echo_message,
+    .on_close = on_close,
+};
+
+/*
+ * Through the codec: a read of 16 messages that the server echoes from on_message
+ * primes each direction once (not 32 times), holds the streams while it runs and
+ * parks them when kite_codec_recv() returns; sends outside a callback park at once.
+ * The client gets back exactly what it sent.
+ */
+TEST(codec_parks_at_the_end_of_each_read_and_of_lone_sends)
+{
+    struct kite_pmd_config cfg;
+    kite_pmd_config_init(&cfg);
+    cfg.compress_threshold = 0;
+    struct pair pr;
+    pair_new(&pr, &cfg, &cfg, NULL, NULL, 1u << 20);
+    struct echo_peer e;
+    memset(&e, 0, sizeof(e));
+    e.p = pr.s;
+    kite_codec_set_user_data(pr.s.c, &e);
+    /* kite_codec_new copied the callbacks pointer: swap in the echoing ones. */
+    pr.s.c->cb = &echo_cbs;
+    void *si = kite_codec_extension(pr.s.c, &kite_ext_permessage_deflate);
+    static char msg[600];
+    uint32_t h = 2166136261u;
+    for (int round = 0; round < 3; round++) {
+        for (unsigned i = 0; i < 16; i++) {
+            size_t n = park_msg(msg, sizeof(msg), (unsigned)round * 16 + i);
+            ASSERT_EQ(kite_codec_send(pr.c.c, KITE_OP_TEXT, msg, n), KITE_OK);
+            h = fnv(h, (const uint8_t *)msg, n);
+        }
+        unsigned long primes = kite__pmd_primes;
+        e.max_held_in_cb = 0;
+        pump(&pr.c, &e.p, 0); /* one kite_codec_recv() with 16 messages */
+        ASSERT_EQ(e.p.msgs, 16 * (round + 1));
+        ASSERT_UEQ(kite__pmd_primes - primes, round ? 2u : 0u); /* no history at first */
+        ASSERT(e.max_held_in_cb > 64 * 1024);                    /* held while busy */
+        ASSERT(kite_pmd_memory(si) <= 2 * 8192);                 /* parked after */
+        pump(&e.p, &pr.c, 0);
+        ASSERT_EQ(pr.c.msgs, 16 * (round + 1));
+        ASSERT_UEQ(pr.c.hash, h);
+        ASSERT_UEQ(e.p.hash, h);
+    }
+    /* Lone sends: parked after each, primed before each. */
+    unsigned long primes = kite__pmd_primes;
+    for (unsigned i = 0; i < 4; i++) {
+        size_t n = park_msg(msg, sizeof(msg), 100 + i);
+        ASSERT_EQ(kite_codec_send(e.p.c, KITE_OP_BINARY, msg, n), KITE_OK);
+        ASSERT(kite_pmd_memory(si) <= 2 * 8192);
+        h = fnv(h, (const uint8_t *)msg, n);
+    }
+    ASSERT_UEQ(kite__pmd_primes - primes, 4u);
+    pump(&e.p, &pr.c, 0);
+    ASSERT_EQ(pr.c.msgs, 52);
+    ASSERT_UEQ(pr.c.hash, h);
+    ASSERT_EQ(pr.c.close_code, 0);
+    pr.s = e.p;
+    pair_free(&pr);
+    kite_pmd_pool_trim();
+}
