@@ -330,6 +330,15 @@ struct kite_pmd_config {
     /* Messages shorter than this are sent uncompressed (Ktor's compressIfBiggerThan).
      * Default 64: smaller ones rarely shrink. */
     size_t compress_threshold;
+    /* From this many bytes an outgoing message is compressed at large_message_level
+     * instead of `level` (0: never). The event loop compresses on its own thread, so a
+     * big message at a slow level stalls every connection of that loop: 1 MiB of text
+     * takes zlib about 34 ms at level 6 and 12 ms at level 1 on a 2020s x86 core, for
+     * output about 20% larger (docs/extensions.md). Small messages, where the ratio
+     * matters most and the time least, keep `level`. Default 64 KiB (balanced and
+     * memory presets), 0 (speed and max-ratio). */
+    size_t large_message_size;
+    int large_message_level; /* zlib level 0-9 for those. Default 1 */
     /* Optional: called for each outgoing message above the threshold; false sends it
      * uncompressed (Ktor's compressIf). Called on the session's thread. */
     kite_pmd_predicate *compress_if;
@@ -358,7 +367,8 @@ struct kite_pmd_config {
 
 /* Named presets (see docs/extensions.md for their measured memory and ratio). */
 enum kite_pmd_preset {
-    /* Default. zlib level 6, memLevel 8, context takeover both ways with 13-bit
+    /* Default. zlib level 6 (level 1 from 64 KiB, large_message_size), memLevel 8,
+     * context takeover both ways with 13-bit
      * windows and pooled streams (pool_streams): between messages a session keeps at
      * most 8 KiB of history per direction and no zlib state. A better ratio than
      * python-websockets' default (kept 12-bit streams, memLevel 5) for about a third
@@ -368,7 +378,7 @@ enum kite_pmd_preset {
      * fastest compression, good ratio, about 300 KiB per connection that has sent and
      * received a message. */
     KITE_PMD_SPEED = 1,
-    /* No context takeover either way: no zlib state at all on an idle connection
+    /* Level 6 (1 from 64 KiB), no context takeover either way: no zlib state at all on an idle connection
      * (streams are borrowed from a per-thread pool for one message). Lowest ratio on
      * streams of small similar messages. */
     KITE_PMD_MEMORY = 2,

@@ -61,8 +61,10 @@ int kite_pmd_config_preset(struct kite_pmd_config *c, enum kite_pmd_preset p)
     d.offer_fallback = true;
     d.offer_client_max_window_bits = true;
     d.compress_threshold = 64;
+    d.large_message_level = 1;
     switch (p) {
     case KITE_PMD_BALANCED:
+        d.large_message_size = (size_t)64 << 10;
         d.level = 6, d.mem_level = 8, d.server_max_window_bits = 13;
         d.client_max_window_bits = 13;
         d.pool_streams = true;
@@ -72,6 +74,7 @@ int kite_pmd_config_preset(struct kite_pmd_config *c, enum kite_pmd_preset p)
         d.client_max_window_bits = 15;
         break;
     case KITE_PMD_MEMORY:
+        d.large_message_size = (size_t)64 << 10;
         d.level = 6, d.mem_level = 8, d.server_max_window_bits = 15;
         d.client_max_window_bits = 15;
         d.server_no_context_takeover = true;
@@ -120,6 +123,7 @@ static int config_check(const void *cfg)
 {
     const struct kite_pmd_config *c = cfg;
     bool ok = c->level >= -1 && c->level <= 9 && c->mem_level >= 1 && c->mem_level <= 9 &&
+              c->large_message_level >= -1 && c->large_message_level <= 9 &&
               bits_ok(c->server_max_window_bits) && bits_ok(c->client_max_window_bits);
     return ok ? KITE_OK : KITE_ERR_INVALID;
 }
@@ -297,7 +301,8 @@ struct zs {
     uint8_t kind;
     uint8_t wbits;     /* as given to zlib: 9-15 */
     uint8_t mem_level; /* deflate */
-    int8_t level;      /* deflate */
+    int8_t level;      /* deflate: as made, and as kept in the pool */
+    int8_t cur_level;  /* deflate: now (deflate_level() may change it per message) */
     uint8_t strategy;  /* deflate */
     struct zs *next;   /* pool link */
 };
@@ -360,6 +365,7 @@ static struct zs *zs_new(const struct zkey *k)
     s->wbits = k->wbits;
     s->mem_level = k->mem_level;
     s->level = k->level;
+    s->cur_level = k->level;
     s->strategy = k->strategy;
     s->z.zalloc = z_alloc;
     s->z.zfree = z_free;
@@ -412,9 +418,14 @@ static struct zs *zs_borrow(const struct zkey *k)
 }
 
 /* Give a stream back, reset; the pool keeps a few, the rest are freed. */
+static int deflate_level(struct zs *s, int level);
+
 static void zs_return(struct zs *s)
 {
     int rc = s->kind == Z_KIND_DEFLATE ? deflateReset(&s->z) : inflateReset(&s->z);
+    /* Back to the level the pool knows it by (zs_fits); cheap right after a reset. */
+    if (rc == Z_OK && s->kind == Z_KIND_DEFLATE && deflate_level(s, s->level) != KITE_OK)
+        rc = Z_STREAM_ERROR;
     if (rc != Z_OK || pool_n >= KITE__PMD_POOL_MAX) {
         zs_free(s);
         return;
@@ -659,6 +670,29 @@ static void park_deflater(struct pmd *p)
     p->def = NULL;
 }
 
+/*
+ * Run the compressor at `level` from the next message on. Called between messages
+ * only, where the last sync flush left nothing pending, so zlib's deflateParams has no
+ * input to compress with the old level and writes nothing (checked: the bytes of the
+ * stream must not change). The history stays, so context takeover is unaffected.
+ */
+static int deflate_level(struct zs *s, int level)
+{
+    if (s->cur_level == level)
+        return KITE_OK;
+    uint8_t none[16];
+    z_stream *z = &s->z;
+    z->next_in = Z_NULL;
+    z->avail_in = 0;
+    z->next_out = none;
+    z->avail_out = sizeof(none);
+    int rc = deflateParams(z, level, s->strategy);
+    if (rc != Z_OK || z->avail_out != sizeof(none))
+        return KITE_ERR_INVALID;
+    s->cur_level = (int8_t)level;
+    return KITE_OK;
+}
+
 /* Deflate all of m's payload with a sync flush into the sink. */
 static int deflate_all(struct zs *s, const struct kite_ext_msg *m, struct kite_ext_sink *out)
 {
@@ -702,7 +736,10 @@ static int pmd_outgoing(void *inst, struct kite_ext_msg *m, struct kite_ext_sink
     struct zs *s = get_deflater(p);
     if (!s)
         return KITE_ERR_NOMEM;
-    int rc = deflate_all(s, m, out);
+    bool large = c->large_message_size && m->len >= c->large_message_size;
+    int rc = deflate_level(s, large ? c->large_message_level : c->level);
+    if (rc == KITE_OK)
+        rc = deflate_all(s, m, out);
     const uint8_t *o = out->len >= 4 ? kite__ext_sink_data(out) : NULL;
     if (rc == KITE_OK && (!o || memcmp(o + out->len - 4, tail, 4) != 0))
         rc = KITE_ERR_INVALID; /* a sync flush always ends so */

@@ -1168,6 +1168,90 @@ TEST(parked_and_held_compressor_match_zlib_with_the_history)
     kite_pmd_pool_trim();
 }
 
+/*
+ * large_message_size: a message of at least that many bytes is compressed at
+ * large_message_level, the others at level, in one stream whose history runs on (context
+ * takeover): the wire bytes are exactly zlib's with deflateParams switching the level
+ * between messages, parks included (a pooled stream goes back at `level`).
+ */
+TEST(large_messages_compress_at_their_own_level)
+{
+    struct kite_pmd_config cfg;
+    kite_pmd_config_init(&cfg);
+    ASSERT_UEQ(cfg.large_message_size, (size_t)64 << 10); /* the balanced preset's */
+    ASSERT_EQ(cfg.large_message_level, 1);
+    cfg.compress_threshold = 0;
+    cfg.large_message_size = 300;
+    struct kite_ext_list *l = list_with(&cfg, NULL);
+    static const char offer[] = "permessage-deflate; client_max_window_bits";
+    struct kite_ext_chain *ch;
+    ASSERT_EQ(kite_ext_negotiate(l, KITE_MODE_DEFAULT, offer, sizeof(offer) - 1, NULL, &ch),
+              KITE_OK);
+    void *inst = kite_ext_chain_get(ch, &kite_ext_permessage_deflate);
+    ASSERT(inst);
+    const struct kite_extension *x = &kite_ext_permessage_deflate;
+    static const unsigned bursts[] = {5, 1, 12, 3};
+    static uint8_t sent[1 << 15], ref[4096];
+    static char msg[600];
+    size_t nsent = 0;
+    unsigned k = 0, large = 0, small = 0;
+    struct kite_buf b = {0};
+    for (size_t bi = 0; bi < KITE_ARRAY_LEN(bursts); bi++) {
+        z_stream z;
+        memset(&z, 0, sizeof(z));
+        ASSERT_EQ(deflateInit2(&z, 6, Z_DEFLATED, -13, 8, Z_DEFAULT_STRATEGY), Z_OK);
+        size_t h = KITE_MIN(nsent, (size_t)8192);
+        if (h)
+            ASSERT_EQ(deflateSetDictionary(&z, sent + nsent - h, (uInt)h), Z_OK);
+        for (unsigned j = 0; j < bursts[bi]; j++, k++) {
+            size_t n = park_msg(msg, sizeof(msg), k);
+            bool big = n >= 300;
+            big ? large++ : small++;
+            uint8_t none[16];
+            z.next_out = none;
+            z.avail_out = sizeof(none);
+            ASSERT_EQ(deflateParams(&z, big ? 1 : 6, Z_DEFAULT_STRATEGY), Z_OK);
+            z.next_in = (Bytef *)msg;
+            z.avail_in = (uInt)n;
+            z.next_out = ref;
+            z.avail_out = sizeof(ref);
+            ASSERT_EQ(deflate(&z, Z_SYNC_FLUSH), Z_OK);
+            size_t rn = sizeof(ref) - z.avail_out - 4;
+
+            struct kite_ext_msg m = {KITE_OP_TEXT, 0, (const uint8_t *)msg, n};
+            struct kite_ext_sink sk;
+            b.off = b.len = 0;
+            kite__ext_sink_init(&sk, &b, NULL, 0, UINT64_MAX);
+            ASSERT_EQ(x->process_outgoing(inst, &m, &sk), KITE_OK);
+            ASSERT_EQ(sk.len, rn);
+            ASSERT_MEMEQ(kite__ext_sink_data(&sk), ref, rn);
+            memcpy(sent + nsent, msg, n);
+            nsent += n;
+        }
+        deflateEnd(&z);
+        x->idle(inst);
+    }
+    ASSERT(large >= 5 && small >= 5); /* both levels were used, in both orders */
+    kite__buf_free(&b, NULL);
+    kite_ext_chain_free(ch);
+    kite_ext_list_free(l);
+    kite_pmd_pool_trim();
+}
+
+/* The level for large messages is checked like the other one. */
+TEST(large_message_level_is_validated)
+{
+    struct kite_pmd_config cfg;
+    kite_pmd_config_init(&cfg);
+    cfg.large_message_level = 10;
+    struct kite_ext_list *l = kite_ext_list_new(NULL);
+    ASSERT(l);
+    ASSERT_EQ(kite_ext_list_install(l, &kite_ext_permessage_deflate, &cfg), KITE_ERR_INVALID);
+    cfg.large_message_level = 9;
+    ASSERT_EQ(kite_ext_list_install(l, &kite_ext_permessage_deflate, &cfg), KITE_OK);
+    kite_ext_list_free(l);
+}
+
 /* Inflate one message given in `pieces` chunks through the instance, calling idle
  * between chunks when idle_inside; returns the inflated length in b. */
 static void park_inflate(const struct kite_extension *x, void *inst, const uint8_t *in,
