@@ -81,9 +81,11 @@ struct kite_msg {
 /*
  * The result of a send: >= 0 is one of these, < 0 is an error (see each function).
  *
- * Sends never block. A frame is appended to the session's outgoing queue, and before
- * the loop next sleeps one write per session takes every frame queued in that iteration
- * (so many small sends cost one syscall). One exception, so large messages are not
+ * Sends never block. A frame is appended to the session's outgoing queue, and one write
+ * takes every frame queued: for the replies a session makes while it handles its own
+ * input, right after that read is handled (in on_message and the like, before the next
+ * connection's events); for sends from anywhere else, before the loop next sleeps. So
+ * many small sends cost one syscall. One exception, so large messages are not
  * copied: a whole message (kite_session_send/_text/_binary/_str) of 16 KiB or more, on
  * a server session without extensions (no permessage-deflate), with nothing queued
  * ahead of it, is written to the socket (or TLS) during the call, straight from `data`;

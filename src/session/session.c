@@ -23,6 +23,7 @@ enum {
     S_IO_PARKED = 1u << 11,   /* paused with a hang-up pending: watcher stopped */
     S_TIMER_STALE = 1u << 12, /* timer_key says nothing: update_timer must look */
     S_WRITE_ERR = 1u << 13,   /* a direct write failed: torn down by the next write_out */
+    S_IN_READ = 1u << 14,     /* io_cb is reading: it writes the replies itself after */
 };
 
 #if defined(__GNUC__)
@@ -489,12 +490,21 @@ static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events)
                 (kite__tp_want_events(&s->tp, KITE__IO_READ) & KITE__IO_WRITE))) {
         /* The second case: a TLS read that needs the socket writable (its reply to a
          * key update could not be sent) resumes when it is. */
+        s->flags |= S_IN_READ;
         do_read(s);
         /* A TLS transport may hold decrypted bytes the fd will not signal again. */
         for (int i = 0; i < 16 && !(s->flags & (S_DEAD | S_PAUSED | S_TP_DONE)) &&
                         kite__tp_pending(&s->tp) > 0;
              i++)
             do_read(s);
+        s->flags &= (uint16_t)~S_IN_READ;
+        /* The replies to this read go out now, in one write, rather than at the loop's
+         * before-sleep flush: the same one write per read, but the connections later
+         * in this wake-up's batch no longer hold back the answers of the earlier ones
+         * (ping-pong tail latency). Sends to other sessions stay corked until then. */
+        if (!(s->flags & (S_DEAD | S_WRITE_WAIT | S_TP_DONE | S_TERMINATE)) && s->depth == 0 &&
+            kite__session_buffered(s) > 0)
+            write_out(s);
     }
     finish(s);
 }
@@ -960,7 +970,8 @@ static inline int send_whole(struct kite_session *s, enum kite_opcode type, cons
         int rc = send_small(s, type, data, len, buffered);
         if (KITE_LIKELY(rc != SEND_GENERAL)) {
             /* want_flush() without a call when the flush is queued already. */
-            if (!kite__io_flush_queued(&s->io) && !(s->flags & (S_WRITE_WAIT | S_DEAD)))
+            if (!kite__io_flush_queued(&s->io) &&
+                !(s->flags & (S_WRITE_WAIT | S_DEAD | S_IN_READ)))
                 return flush_after(s, rc);
             return rc;
         }
