@@ -11,20 +11,26 @@
 
 static struct kite_route *g_route;
 
-static void start_with(struct ts *t, const struct kite_ws_options *wo,
-                       const struct kite_send_limits *sl)
+static void start_with_cb(struct ts *t, const struct kite_ws_callbacks *cb,
+                          const struct kite_ws_options *wo, const struct kite_send_limits *sl)
 {
     struct kite_app_options o;
     ts_options(&o);
     t->app = kite_app_new(&o);
     ASSERT(t->app != NULL);
-    g_route = kite_route_ws_callbacks(t->app, "/t", &tapp_callbacks, NULL);
+    g_route = kite_route_ws_callbacks(t->app, "/t", cb, NULL);
     ASSERT(g_route != NULL);
     if (wo)
         ASSERT_EQ(kite_route_set_ws_options(g_route, wo), KITE_OK);
     if (sl)
         ASSERT_EQ(kite_route_set_send_limits(g_route, sl), KITE_OK);
     ts_start(t);
+}
+
+static void start_with(struct ts *t, const struct kite_ws_options *wo,
+                       const struct kite_send_limits *sl)
+{
+    start_with_cb(t, &tapp_callbacks, wo, sl);
 }
 
 /* Ktor's pingPeriod: the server pings; a client that answers stays connected. */
@@ -164,17 +170,10 @@ TEST(limits_route_options_change_reaches_only_new_sessions)
     struct kite_ws_options wo;
     kite_ws_options_init(&wo);
     wo.max_message_size = 1000;
-    struct kite_app_options o;
-    ts_options(&o);
-    struct ts t;
-    t.app = kite_app_new(&o);
-    ASSERT(t.app != NULL);
     struct kite_ws_callbacks cb = tapp_callbacks;
     cb.on_message = routemax_message;
-    g_route = kite_route_ws_callbacks(t.app, "/t", &cb, NULL);
-    ASSERT(g_route != NULL);
-    ASSERT_EQ(kite_route_set_ws_options(g_route, &wo), KITE_OK);
-    ts_start(&t);
+    struct ts t;
+    start_with_cb(&t, &cb, &wo, NULL);
     static char body[800];
     memset(body, 'm', sizeof(body));
     struct tc *old = tc_open_ok(t.port, "/t", NULL);
