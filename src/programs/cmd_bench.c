@@ -501,6 +501,8 @@ struct bench {
     struct hist *h;
     uint64_t cpu0, cpu1;           /* client CPU µs at the window's ends */
     int64_t scpu0, scpu1;          /* server CPU µs, -1 unknown */
+    uint64_t ccon0, ccon1;         /* connect mode: client CPU µs over the connect phase */
+    int64_t scon0, scon1;          /* ... and the server's, -1 unknown */
     long rss0, rss1;               /* server VmRSS kB, -1 unknown */
     char first_error[160];
 };
@@ -1454,6 +1456,8 @@ static void close_all(struct bench *b)
 static void all_connected(struct bench *b)
 {
     b->t_open = b->now;
+    b->ccon1 = client_cpu_us();
+    b->scon1 = server_cpu_us(b->o.server_pid);
     if (b->n_open == 0 || (b->pub && b->pub->state != CS_OPEN)) {
         note_error(b, "connect", "no usable connection");
         close_all(b);
@@ -1781,6 +1785,7 @@ static int bench_setup(struct bench *b)
 {
     b->ep = -1;
     b->scpu0 = b->scpu1 = -1;
+    b->scon0 = b->scon1 = -1;
     b->rss0 = b->rss1 = -1;
     b->op = b->o.binary ? KITE_OP_BINARY : KITE_OP_TEXT;
     if (b->o.mode == MODE_BROADCAST && b->o.size < SEQ_DIGITS) {
@@ -1817,6 +1822,8 @@ static void set_deadlines(struct bench *b)
                        : connect_s + b->o.warmup + work_s + (DRAIN_NS + CLOSE_NS) / 1e9 +
                              b->o.conns / 5000u + 3;
     b->t_start = b->now = now_ns();
+    b->ccon0 = client_cpu_us();
+    b->scon0 = server_cpu_us(b->o.server_pid);
     b->t_connect_limit = b->t_start + (uint64_t)(KITE_MIN(connect_s, total) * 1e9);
     b->t_hard = b->t_start + (uint64_t)(total * 1e9);
 }
@@ -2028,6 +2035,10 @@ static void report_connect(const struct bench *b)
             fprintf(stderr, "  server RSS : %ld kB -> %ld kB (%.0f bytes/connection)\n",
                     b->rss0, b->rss1, per);
         human_cpu(b, b->n_open, "connection held");
+        if (b->n_open && b->scon0 >= 0 && b->scon1 >= 0)
+            fprintf(stderr, "  opening    : client %.2f us, server %.2f us CPU per connection\n",
+                    per_msg_us((int64_t)(b->ccon1 - b->ccon0), b->n_open),
+                    per_msg_us(b->scon1 - b->scon0, b->n_open));
         human_errors(b);
     }
     json_common(b);
@@ -2038,6 +2049,13 @@ static void report_connect(const struct bench *b)
     json_num("server_rss_after_kb", rk, (double)b->rss1, "%.0f");
     json_num("server_rss_per_conn_bytes", rk && b->n_open, per, "%.0f");
     json_cpu(b, b->n_open, "conn");
+    /* What opening the connections cost each side (the figures above are the hold's):
+     * the connect rate is whichever side runs out of CPU first. */
+    bool sk = b->scon0 >= 0 && b->scon1 >= 0 && b->n_open;
+    json_num("connect_client_cpu_us_per_conn", b->n_open > 0,
+             per_msg_us((int64_t)(b->ccon1 - b->ccon0), b->n_open), "%.2f");
+    json_num("connect_server_cpu_us_per_conn", sk,
+             sk ? per_msg_us(b->scon1 - b->scon0, b->n_open) : 0, "%.2f");
     json_errors(b);
 }
 
