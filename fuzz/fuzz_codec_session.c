@@ -8,7 +8,8 @@
  *   byte 1   max_frame_size (bits 0-2), max_message_size (bits 3-5) from a table,
  *            pings on (bit 6), callbacks close/answer closes (bit 7)
  *   byte 2   ping period (low nibble) and timeout (high nibble), in 10 ms steps
- *   byte 3   the Nth allocation fails (0 = none)
+ *   byte 3   the Nth allocation fails (low 7 bits; 0 = none); bit 7: messages of 126
+ *            bytes or more in parts (on_message_part, part_threshold 126)
  *   then commands, one byte each (low 3 bits: what, high 5 bits: argument):
  *     0-1  feed the next arg+1 (0) or (arg+1)*37 (1) input bytes as they are
  *     2    feed one frame built here: next byte = fin|rsv|opcode, next byte = length
@@ -21,7 +22,9 @@
  *          in byte 1, pings on with bit 6), else feed arg bytes
  *
  * Invariants checked: on_close fires at most once and nothing is called after it;
- * messages respect the limits and text is UTF-8; recv never consumes more than given
+ * messages respect the limits and text is UTF-8; parts come in order, each message's
+ * parts add up to at most the limit, whole messages in parts mode are under 126 bytes,
+ * and a text message in parts is UTF-8 once whole; recv never consumes more than given
  * and stops early only when paused or closed; every byte of output parses, with a
  * parser of the opposite role, as well-formed frames, no frame after a close frame,
  * and our own close payloads valid; nothing leaks.
@@ -91,6 +94,11 @@ struct fz {
     size_t close_len;
     /* our outgoing fragment sequence, so sends stay well-formed */
     bool frag_open;
+    /* parts mode: the message being handed over in parts, gathered here to check it */
+    bool parts;
+    uint8_t *part_msg;
+    uint64_t part_len;
+    enum kite_opcode part_type;
 };
 
 static const uint64_t limits[8] = {0, 1, 125, 126, 1000, 65535, 65536, 1u << 20};
@@ -111,6 +119,7 @@ static int on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t
     CHECK(!z->closes && !z->in_cb);
     CHECK(type == KITE_OP_TEXT || type == KITE_OP_BINARY);
     CHECK(len <= z->max_message);
+    CHECK(!z->parts || len < 126 || z->cfg.mode == KITE_MODE_RAW || z->cfg.extensions);
     if (type == KITE_OP_TEXT)
         CHECK(kite_utf8_valid(data, len));
     z->in_cb = true;
@@ -122,6 +131,33 @@ static int on_message(struct kite_codec *c, enum kite_opcode type, const uint8_t
     if (z->close_cb && len && data[0] == 'q')
         kite_codec_close(c, 1000, "q", z->now);
     z->in_cb = false;
+    if (z->pause)
+        z->paused = true;
+    return z->pause ? KITE_PAUSE : KITE_OK;
+}
+
+static int on_message_part(struct kite_codec *c, const struct kite_msg_part *p, void *ud)
+{
+    struct fz *z = ud;
+    (void)c;
+    CHECK(z->parts && !z->closes && !z->in_cb);
+    CHECK(p->type == KITE_OP_TEXT || p->type == KITE_OP_BINARY);
+    CHECK(p->offset == z->part_len);
+    CHECK(p->len > 0 || p->last);
+    if (p->offset == 0)
+        z->part_type = p->type;
+    CHECK(p->type == z->part_type);
+    CHECK(z->part_len + p->len <= z->max_message);
+    /* Limits are at most 1 MiB (limits[]): the whole message fits in part_msg. */
+    if (p->len)
+        memcpy(z->part_msg + z->part_len, p->data, p->len);
+    z->part_len += p->len;
+    if (p->last) {
+        CHECK(z->part_len >= 126);
+        if (p->type == KITE_OP_TEXT)
+            CHECK(kite_utf8_valid(z->part_msg, (size_t)z->part_len));
+        z->part_len = 0;
+    }
     if (z->pause)
         z->paused = true;
     return z->pause ? KITE_PAUSE : KITE_OK;
@@ -171,6 +207,13 @@ static const struct kite_codec_callbacks callbacks = {
     .on_frame = on_frame,
     .on_control = on_control,
     .on_close = on_close,
+};
+static const struct kite_codec_callbacks parts_callbacks = {
+    .on_message = on_message,
+    .on_frame = on_frame,
+    .on_control = on_control,
+    .on_close = on_close,
+    .on_message_part = on_message_part,
 };
 
 /* Parse `n` bytes of our output as the peer does. */
@@ -411,13 +454,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct fz zs;
     struct fz *z = &zs;
     memset(z, 0, sizeof(*z));
-    struct alloc_state as = {.fail_at = data[3]};
+    struct alloc_state as = {.fail_at = data[3] & 0x7f};
     struct kite_allocator a = {f_malloc, f_realloc, f_free, &as};
     setup(z, data, &a);
     z->p = data + 4;
     z->n = size - 4;
     z->now = 1000;
-    struct kite_codec *c = kite_codec_new(&z->cfg, &callbacks, z, z->now);
+    z->parts = (data[3] & 0x80) != 0;
+    static uint8_t part_msg[1u << 20];
+    z->part_msg = part_msg;
+    z->cfg.options.part_threshold = 126;
+    struct kite_codec *c =
+        kite_codec_new(&z->cfg, z->parts ? &parts_callbacks : &callbacks, z, z->now);
     if (!c) {
         CHECK(as.live == 0);
         return 0;

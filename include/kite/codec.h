@@ -123,6 +123,39 @@ struct kite_ws_options {
      * false tolerates unmasked client frames (for tests against broken peers).
      */
     bool masking;
+    /*
+     * Messages in parts. Where the callbacks have on_message_part (default mode, no
+     * extension negotiated), a text or binary message of at least this many bytes is
+     * handed over in parts as its bytes arrive, instead of whole to on_message, so it is
+     * never gathered in memory, however large. kite knows a message reaches the size
+     * from a frame header: its first frame's, or the one with which its fragments add up
+     * to it (the bytes gathered until then come as the first part). 0 means the default,
+     * 64 KiB; values under 126 count as 126. max_message_size still applies, counted
+     * over the parts.
+     */
+    uint64_t part_threshold;
+};
+
+/* The part_threshold that 0 stands for. */
+#define KITE_PART_THRESHOLD_DEFAULT ((uint64_t)64 << 10)
+
+/*
+ * A piece of a message delivered in parts (see kite_ws_options.part_threshold), in
+ * order; each byte of the message comes in exactly one part. `data` is unmasked and
+ * valid only during the callback. Text is checked as UTF-8 before it is handed over,
+ * but a part may end inside a character that the next part completes; the message as
+ * a whole is valid once the part with `last` has come. A message can still fail after
+ * some of its parts were delivered (bad UTF-8 further on, a protocol error, over
+ * max_message_size): the session then closes (1007, 1002, 1009) and no `last` part
+ * comes. Parts follow the frames and the reads: a new part starts with every frame of
+ * the message and every read; only the last one may be empty (a final empty frame).
+ */
+struct kite_msg_part {
+    enum kite_opcode type; /* the message's: KITE_OP_TEXT or KITE_OP_BINARY */
+    const uint8_t *data;
+    size_t len;
+    uint64_t offset; /* where `data` starts in the message: 0 for its first part */
+    bool last;       /* the message ends with this part */
 };
 
 /* Fill `o` with kite's defaults (documented on each field). */
@@ -161,6 +194,10 @@ struct kite_codec_callbacks {
      * sends nothing more; write out what is pending, then close the transport.
      * `ci` is valid during the call; kite_codec_close_info() keeps a copy. */
     void (*on_close)(struct kite_codec *c, const struct kite_close_info *ci, void *ud);
+    /* Default mode, optional: one part of a message at least options.part_threshold
+     * long (struct kite_msg_part); such messages then never reach on_message. May send,
+     * close, or pause. */
+    int (*on_message_part)(struct kite_codec *c, const struct kite_msg_part *p, void *ud);
 };
 
 struct kite_ext_chain; /* <kite/extension.h> */

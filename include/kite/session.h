@@ -86,7 +86,8 @@ struct kite_msg {
  * input, right after that read is handled (in on_message and the like, before the next
  * connection's events); for sends from anywhere else, before the loop next sleeps. So
  * many small sends cost one syscall. One exception, so large messages are not
- * copied: a whole message (kite_session_send/_text/_binary/_str) of 16 KiB or more, on
+ * copied: a whole message (kite_session_send/_text/_binary/_str), or a text, binary or
+ * continuation frame without RSV bits (kite_session_send_frame), of 16 KiB or more, on
  * a server session without extensions (no permessage-deflate), with nothing queued
  * ahead of it, is written to the socket (or TLS) during the call, straight from `data`;
  * only what the kernel does not take is copied into the queue. Order is kept either
@@ -167,7 +168,20 @@ struct kite_ws_callbacks {
      * read instead of once per message; data handed earlier in the read is still valid
      * here. Not called once the session is closing. May send, close or pause. */
     void (*on_input_done)(struct kite_session *s, void *ud);
+    /* Optional, default routes: large messages in parts as they arrive, instead of whole
+     * to on_message. A message of at least the options' part_threshold bytes (64 KiB
+     * unless set; <kite/codec.h> says how kite knows) comes here, in order, in as many
+     * calls as its frames and the reads make (struct kite_msg_part: type, data, offset,
+     * last); kite never holds the whole of it, so memory stays bounded whatever its
+     * size. Sessions with a negotiated extension
+     * (permessage-deflate) get every message whole. `p` and its data are valid during
+     * the call. May send, close or pause (kite_session_pause()); to pass a message on as
+     * it comes, send each part with kite_session_send_frame() (the first with the
+     * message's type, the next ones KITE_OP_CONTINUATION, fin on the last). */
+    void (*on_message_part)(struct kite_session *s, const struct kite_msg_part *p, void *ud);
 };
+/* Compile-time test for on_message_part. */
+#define KITE_HAVE_ON_MESSAGE_PART 1
 /* Compile-time test for on_input_done (added after the first callbacks). */
 #define KITE_HAVE_ON_INPUT_DONE 1
 
@@ -226,6 +240,25 @@ KITE_EXTERN int kite_session_close(struct kite_session *s, unsigned code, const 
  * No-op on a session that is already closed.
  */
 KITE_EXTERN void kite_session_terminate(struct kite_session *s);
+
+/*
+ * Flow control on input. kite_session_pause() holds back delivery: called from inside
+ * on_message, on_message_part or on_frame, nothing more is delivered after the current
+ * call; the session stops reading from its socket, so a peer that keeps sending fills
+ * the kernel's buffers and is slowed down by TCP (what is already read is kept, not
+ * dropped). kite_session_resume() delivers again: held-back input first, before the
+ * loop next sleeps, then reading resumes. Both are idempotent and may be called from
+ * any callback of the session or from code on its loop; the usual pairing is pause when
+ * a send returns KITE_SEND_QUEUED, resume in on_drain. Timers keep running while
+ * paused, but a paused session reads nothing, so it sees neither pongs nor the peer's
+ * close reply: do not stay paused longer than timeout_ms while pinging or after
+ * closing. Not for the sessions of sequential handlers (<kite/handler.h>), whose reads
+ * follow kite_receive(). NULL is a no-op.
+ */
+KITE_EXTERN void kite_session_pause(struct kite_session *s);
+KITE_EXTERN void kite_session_resume(struct kite_session *s);
+/* Paused by kite_session_pause() (or by kite's own flow control). False for NULL. */
+KITE_EXTERN bool kite_session_is_paused(const struct kite_session *s);
 
 /* The user data passed to callbacks (see the file comment). */
 KITE_EXTERN void *kite_session_user_data(const struct kite_session *s);

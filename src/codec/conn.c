@@ -83,6 +83,7 @@ static const struct kite_ws_options default_options = {
     .max_frame_size = 16u << 20,
     .max_message_size = 16u << 20,
     .masking = true,
+    .part_threshold = KITE_PART_THRESHOLD_DEFAULT,
 };
 
 static const struct kite_codec_callbacks no_callbacks;
@@ -110,6 +111,7 @@ void kite_ws_options_init(struct kite_ws_options *o)
     o->max_frame_size = default_options.max_frame_size;
     o->max_message_size = default_options.max_message_size;
     o->masking = default_options.masking;
+    o->part_threshold = default_options.part_threshold;
 }
 
 /* The largest payload the hot loop may take under `o`: a 7-bit length (§5.2) that
@@ -123,7 +125,8 @@ static bool same_options(const struct kite_ws_options *a, const struct kite_ws_o
 {
     return a->ping_period_ms == b->ping_period_ms && a->timeout_ms == b->timeout_ms &&
            a->max_frame_size == b->max_frame_size &&
-           a->max_message_size == b->max_message_size && a->masking == b->masking;
+           a->max_message_size == b->max_message_size && a->masking == b->masking &&
+           a->part_threshold == b->part_threshold;
 }
 
 void kite_codec_config_init(struct kite_codec_config *cfg)
@@ -397,6 +400,53 @@ static int deliver_message(struct kite_codec *c, const uint8_t *data, size_t len
     return rc == KITE_PAUSE ? KITE_PAUSE : KITE_OK;
 }
 
+/* Does a message whose first frame declares `len` payload bytes go out in parts? Only
+ * without extensions (their output is gathered) and to a codec that takes parts. */
+static inline bool in_parts(const struct kite_codec *c, uint64_t len)
+{
+    uint64_t min = c->opt->part_threshold ? c->opt->part_threshold : KITE_PART_THRESHOLD_DEFAULT;
+    return c->cb->on_message_part && len >= KITE_MAX(min, 126u) && !(c->flags & F_EXT);
+}
+
+/* Mark the message in progress as one delivered in parts. Without memory for the mark
+ * it is gathered whole as usual. */
+static void start_parts(struct kite_codec *c)
+{
+    if (ensure_aux(c) != KITE_OK)
+        return;
+    c->aux->parts = true;
+    c->aux->part_off = 0;
+}
+
+/* Hand over one part of a message (struct kite_msg_part); the message ends with `last`. */
+static int deliver_part(struct kite_codec *c, const uint8_t *data, size_t len, bool last)
+{
+    struct kite_msg_part part = {(enum kite_opcode)c->msg_op, data, len, c->aux->part_off, last};
+    c->aux->part_off += len;
+    if (last) {
+        c->aux->parts = false;
+        c->aux->part_off = 0;
+        c->msg_op = 0;
+    }
+    if (len == 0 && !last)
+        return KITE_OK;
+    c->flags |= F_IN_CB;
+    int rc = c->cb->on_message_part(c, &part, c->ud);
+    after_cb(c);
+    return rc == KITE_PAUSE ? KITE_PAUSE : KITE_OK;
+}
+
+/* The first part of a message that was gathered until it reached the threshold: the
+ * gathered bytes and this chunk, in one part. */
+static int deliver_gathered(struct kite_codec *c, const uint8_t *data, size_t len, bool last)
+{
+    if (buffer(c, data, len) != KITE_OK)
+        return fail_internal(c, KITE_ERR_NOMEM);
+    int rc = deliver_part(c, buffered(c), c->aux->msg.len, last);
+    msg_reset(c);
+    return rc;
+}
+
 /* A data frame's header (default mode): start a message, enforce the message limit
  * before any payload is buffered. With extensions the limit applies to what they
  * produce (an inflated message), so it is checked as that arrives instead. */
@@ -405,7 +455,8 @@ static void data_header(struct kite_codec *c)
     const struct kite__frame_hdr *h = &c->p.hdr;
     uint64_t have = 0;
     if (h->opcode == KITE_OP_CONTINUATION) {
-        have = c->aux ? c->aux->msg.len : 0;
+        /* part_off is 0 unless parts were handed over; msg holds what is gathered. */
+        have = c->aux ? c->aux->part_off + c->aux->msg.len : 0;
     } else {
         c->msg_op = h->opcode;
         c->utf8 = KITE__UTF8_ACCEPT;
@@ -414,8 +465,14 @@ static void data_header(struct kite_codec *c)
     }
     if (c->flags & F_EXT)
         return;
-    if (have > c->opt->max_message_size || h->payload_len > c->opt->max_message_size - have)
+    if (have > c->opt->max_message_size || h->payload_len > c->opt->max_message_size - have) {
         fail(c, KITE_CLOSE_TOO_BIG, "message too big", KITE_ERR_TOO_BIG);
+        return;
+    }
+    /* The message reaches the threshold with this frame: parts from here on (what was
+     * gathered before goes with this frame's first chunk, message_bytes()). */
+    if (!(c->aux && c->aux->parts) && in_parts(c, have + h->payload_len))
+        start_parts(c);
 }
 
 /*
@@ -436,6 +493,9 @@ static int message_bytes(struct kite_codec *c, const uint8_t *data, size_t len, 
         fail(c, KITE_CLOSE_NOT_CONSISTENT, "truncated UTF-8", KITE_ERR_UTF8);
         return KITE_OK;
     }
+    if (c->aux && c->aux->parts)
+        return c->aux->msg.len ? deliver_gathered(c, data, len, last)
+                               : deliver_part(c, data, len, last);
     if (last && whole)
         return deliver_message(c, data, len);
     if (buffer_payload(c, data, len) != KITE_OK)
@@ -733,7 +793,8 @@ static int whole_frame(struct kite_codec *c, const struct kite__frame_event *ev,
     if (h->opcode >= 0x8 || (c->flags & F_RAW))
         return frame_done(c, ev->data, ev->len, now);
     if (KITE_LIKELY(h->fin && h->opcode != KITE_OP_CONTINUATION && !(c->flags & F_EXT) &&
-                    h->payload_len <= c->opt->max_message_size))
+                    h->payload_len <= c->opt->max_message_size) &&
+        !in_parts(c, h->payload_len))
         return whole_message(c, h->opcode, ev->data, ev->len);
     data_header(c);
     if (c->flags & F_STOP) {
@@ -972,22 +1033,16 @@ static int queue2(struct kite_codec *c, const void *p1, size_t n1, const void *p
     return KITE_OK;
 }
 
-int kite_codec_send_direct(struct kite_codec *c, enum kite_opcode type, const void *data,
-                           size_t len, kite_codec_write_cb *write, void *arg)
+/* kite_codec_send_direct() and its fragment form, once the frame is known to go out
+ * as given: `first` is the header's first byte (FIN and opcode, RSV clear). */
+static int send_direct(struct kite_codec *c, uint8_t first, const void *data, size_t len,
+                       kite_codec_write_cb *write, void *arg)
 {
-    if (!write)
-        return KITE_ERR_INVALID;
-    /* Only a frame that goes out as given and would be first in line: anything queued
-     * must go first, a client masks (a copy anyway), extensions may rewrite it. */
-    if (c->out.len || (c->flags & F_CLIENT) || (c->flags & (F_EXT | F_RAW)) == F_EXT)
-        return kite_codec_send(c, type, data, len);
-    if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
-        return KITE_ERR_INVALID;
     int rc = can_send(c);
     if (rc != KITE_OK)
         return rc;
     uint8_t head[10];
-    size_t hlen = kite__frame_write_header(head, (uint8_t)(0x80 | type), len, NULL);
+    size_t hlen = kite__frame_write_header(head, first, len, NULL);
     ssize_t w = write(arg, head, hlen, (const uint8_t *)data, len);
     size_t took = w > 0 ? KITE_MIN((size_t)w, hlen + len) : 0;
     if (took < hlen)
@@ -1003,13 +1058,45 @@ int kite_codec_send_direct(struct kite_codec *c, enum kite_opcode type, const vo
     return rc;
 }
 
+/* Only a frame that goes out as given and would be first in line: anything queued must
+ * go first, a client masks (a copy anyway), extensions may rewrite it. */
+static bool direct_ok(const struct kite_codec *c)
+{
+    return !c->out.len && !(c->flags & F_CLIENT) && (c->flags & (F_EXT | F_RAW)) != F_EXT;
+}
+
+int kite_codec_send_direct(struct kite_codec *c, enum kite_opcode type, const void *data,
+                           size_t len, kite_codec_write_cb *write, void *arg)
+{
+    if (!write)
+        return KITE_ERR_INVALID;
+    if (!direct_ok(c))
+        return kite_codec_send(c, type, data, len);
+    if ((type != KITE_OP_TEXT && type != KITE_OP_BINARY) || (!data && len))
+        return KITE_ERR_INVALID;
+    return send_direct(c, (uint8_t)(0x80 | type), data, len, write, arg);
+}
+
+int kite__codec_send_direct_frame(struct kite_codec *c, enum kite_opcode op, bool fin,
+                                  const void *data, size_t len, kite_codec_write_cb *write,
+                                  void *arg)
+{
+    if (op > KITE_OP_BINARY || !write || (!data && len))
+        return KITE_ERR_INVALID;
+    if (!direct_ok(c))
+        return kite_codec_send_frame(c, op, fin, 0, data, len);
+    return send_direct(c, (uint8_t)((fin ? 0x80 : 0) | op), data, len, write, arg);
+}
+
 size_t kite_codec_recv_space(struct kite_codec *c, uint8_t **buf)
 {
     *buf = NULL;
     uint64_t left = kite__frame_payload_left(&c->p);
     /* Payload that this codec gathers itself: any frame in raw mode, a data frame
-     * without extensions in default mode (control frames are too short to get here). */
-    bool gathered = (c->flags & F_RAW) || (c->p.hdr.opcode < 0x8 && !(c->flags & F_EXT));
+     * without extensions in default mode, unless its message goes out in parts (control
+     * frames are too short to get here). */
+    bool gathered = (c->flags & F_RAW) ||
+                    (c->p.hdr.opcode < 0x8 && !(c->flags & F_EXT) && !(c->aux && c->aux->parts));
     if (left < DIRECT_MIN || !gathered || (c->flags & (F_STOP | F_IN_CB)) ||
         ensure_aux(c) != KITE_OK)
         return 0;

@@ -24,6 +24,10 @@ struct kite__codec_aux {
      * current frame (raw mode). A default-mode control frame that spans reads is
      * appended after the message bytes (ctl_len of them) and cut off once handled. */
     struct kite_buf msg;
+    /* A message delivered in parts (on_message_part) is in progress, and how many of
+     * its bytes were handed over: such a message is never gathered in `msg`. */
+    uint64_t part_off;
+    bool parts;
     struct kite_close_info ci;  /* the close record (see F_CI) */
     struct kite_ws_options own; /* the options, when they are this codec's own */
 };
@@ -212,5 +216,12 @@ int kite__ext_accept_headers(const struct kite_ext_list *l, enum kite_mode mode,
  * KITE_OK, KITE_ERR_NOMEM, or an offer() error (out unchanged then). */
 int kite__ext_offer_buf(const struct kite_ext_list *l, enum kite_mode mode, struct kite_buf *out,
                         const struct kite_allocator *a);
+
+/* kite_codec_send_direct() for one data frame of any kind: a fragment (fin false, or a
+ * KITE_OP_CONTINUATION), or a whole message. RSV bits clear. Falls back to
+ * kite_codec_send_frame() where the frame cannot go out as given. Same returns. */
+int kite__codec_send_direct_frame(struct kite_codec *c, enum kite_opcode op, bool fin,
+                                  const void *data, size_t len, kite_codec_write_cb *write,
+                                  void *arg);
 
 #endif

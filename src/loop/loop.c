@@ -350,6 +350,8 @@ void kite_loop_stop(struct kite_loop *loop)
 static void release_buffers(struct kite_loop *loop)
 {
     kite__free(loop->alloc, loop->rxbuf);
+    kite__free(loop->alloc, loop->bulkbuf);
+    loop->bulkbuf = NULL;
     kite__free(loop->alloc, loop->events);
     kite__free(loop->alloc, loop->slots);
     kite__free(loop->alloc, loop->slotmap);
@@ -359,6 +361,16 @@ static void release_buffers(struct kite_loop *loop)
     loop->slotmap = NULL;
     kite__poll_free(loop->pfd);
     loop->pfd = -1;
+}
+
+uint8_t *kite__loop_bulkbuf(struct kite_loop *loop, size_t *len)
+{
+    if (!loop->bulkbuf)
+        loop->bulkbuf = kite__malloc(loop->alloc, KITE__LOOP_BULKBUF_SIZE);
+    if (!loop->bulkbuf)
+        return kite__loop_rxbuf(loop, len);
+    *len = KITE__LOOP_BULKBUF_SIZE;
+    return loop->bulkbuf;
 }
 
 static void destroy(struct kite_loop *loop)

@@ -444,6 +444,9 @@ struct bconn {
     bool eof;              /* the transport ended */
     bool counted_lost;     /* its unanswered messages have been counted lost */
     bool opened;           /* the handshake completed */
+    bool part_skip;        /* echo in parts: the verdict is known, compare no more */
+    uint8_t part_v;        /* echo in parts: enum verdict so far */
+    uint64_t part_seq;     /* echo in parts: the message its first part claims to be */
     char key[KITE_WS_KEY_LEN + 1]; /* Sec-WebSocket-Key sent */
 };
 
@@ -1199,8 +1202,8 @@ static void count_verdict(struct bench *b, enum verdict v, uint32_t id, uint64_t
         b->err.order++;
 }
 
-static void echo_received(struct bench *b, struct bconn *k, enum kite_opcode type,
-                          const uint8_t *data, size_t len)
+/* An echo of `len` bytes arrived, with check_msg()'s verdict on it. */
+static void echo_judged(struct bench *b, struct bconn *k, enum verdict v, size_t len)
 {
     if (k->counted_lost)
         return; /* late echoes after the drain timed out: already counted lost */
@@ -1210,7 +1213,7 @@ static void echo_received(struct bench *b, struct bconn *k, enum kite_opcode typ
     }
     uint64_t seq = k->next_recv++;
     b->inflight--;
-    count_verdict(b, check_msg(b, k->id, seq, type, data, len), k->id, seq);
+    count_verdict(b, v, k->id, seq);
     if (b->counting) {
         hist_record(b->h, b->now - k->sent_ns[seq % b->o.pipeline]);
         b->msgs++;
@@ -1219,6 +1222,76 @@ static void echo_received(struct bench *b, struct bconn *k, enum kite_opcode typ
     if (k->next_recv == k->send_limit)
         mark_finished(b, k);
     echo_send_more(b, k);
+}
+
+static void echo_received(struct bench *b, struct bconn *k, enum kite_opcode type,
+                          const uint8_t *data, size_t len)
+{
+    enum verdict v = k->next_recv < k->next_send
+                         ? check_msg(b, k->id, k->next_recv, type, data, len)
+                         : MSG_ORDER;
+    echo_judged(b, k, v, len);
+}
+
+/*
+ * A large echo that the codec hands over in parts (a server that streams it back in
+ * fragments, or any echo of 64 KiB or more): checked as it arrives, with check_msg's
+ * rules, without gathering it. The first part holds the sequence digits; the rest is
+ * compared with the pattern of the message they claim to be.
+ */
+static void echo_part_begin(struct bench *b, struct bconn *k, const struct kite_msg_part *p)
+{
+    size_t h = hdr_len(b);
+    uint8_t want[SEQ_DIGITS];
+    write_seq(want, h, k->next_recv);
+    k->part_seq = k->next_recv;
+    k->part_v = MSG_OK;
+    k->part_skip = false;
+    if (p->type != b->op || p->len < h) {
+        k->part_v = MSG_ORDER;
+        k->part_skip = true;
+    } else if (memcmp(want, p->data, h) != 0) {
+        /* Another message's bytes (ordering) unless its own pattern does not match. */
+        k->part_v = MSG_ORDER;
+        k->part_skip = !parse_seq(b, p->data, p->len, &k->part_seq);
+    }
+}
+
+static void echo_part_check(struct bench *b, struct bconn *k, const struct kite_msg_part *p)
+{
+    size_t h = hdr_len(b);
+    uint64_t from = KITE_MAX(p->offset, (uint64_t)h), to = p->offset + p->len;
+    if (to > b->o.size) {
+        k->part_v = MSG_ORDER; /* longer than what we sent */
+        k->part_skip = true;
+    }
+    if (k->part_skip || to <= from)
+        return;
+    const uint8_t *want = b->pat + pat_offset(k->id, k->part_seq) + (from - h);
+    if (memcmp(want, p->data + (from - p->offset), (size_t)(to - from)) != 0) {
+        k->part_v = MSG_CORRUPT;
+        k->part_skip = true;
+    }
+}
+
+static int on_message_part(struct kite_codec *c, const struct kite_msg_part *p, void *ud)
+{
+    struct bconn *k = ud;
+    struct bench *b = k->b;
+    if (c != reader(k) || b->phase >= PH_CLOSE)
+        return KITE_OK;
+    if (p->offset == 0)
+        echo_part_begin(b, k, p);
+    echo_part_check(b, k, p);
+    if (!p->last)
+        return KITE_OK;
+    enum verdict v = (enum verdict)k->part_v;
+    if (v != MSG_CORRUPT && p->offset + p->len != b->o.size)
+        v = MSG_ORDER;
+    if (k->next_recv == k->next_send)
+        v = MSG_ORDER;
+    echo_judged(b, k, v, (size_t)(p->offset + p->len));
+    return KITE_OK;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1348,6 +1421,12 @@ static const struct kite_codec_callbacks bench_callbacks = {
     .on_message = on_message,
     .on_close = on_close,
 };
+/* Echo mode: large echoes are checked as they stream in (on_message_part). */
+static const struct kite_codec_callbacks bench_echo_callbacks = {
+    .on_message = on_message,
+    .on_close = on_close,
+    .on_message_part = on_message_part,
+};
 
 /* `chain` (may be NULL) goes to the codec, which owns it from then on, even when this
  * fails. */
@@ -1361,7 +1440,9 @@ static struct kite_codec *codec_make(struct bench *b, struct bconn *k, enum kite
     uint64_t max = KITE_MAX((uint64_t)b->o.size + 1024, cfg.options.max_frame_size);
     cfg.options.max_frame_size = max;
     cfg.options.max_message_size = max;
-    return kite_codec_new(&cfg, &bench_callbacks, k, b->now / 1000000u);
+    const struct kite_codec_callbacks *cb =
+        b->o.mode == MODE_ECHO ? &bench_echo_callbacks : &bench_callbacks;
+    return kite_codec_new(&cfg, cb, k, b->now / 1000000u);
 }
 
 /* ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ static const char usage[] =
     "usage: kite echo [--host H] [--port N] [-q|-v] [options]\n"
     "\n"
     "Echo every WebSocket message, on any path, back as one message of the same type.\n"
+    "Messages of 64 KiB or more go back in fragments as their bytes arrive.\n"
     "\n"
     "  --host H            address to listen on (default 127.0.0.1; 0.0.0.0 or :: for all)\n"
     "  --port N            port (default 9001; 0 picks a free one)\n"
@@ -75,6 +76,22 @@ static void on_message(struct kite_session *s, const struct kite_msg *m, void *u
         send_result(s, rc);
 }
 
+/* A large message (64 KiB or more in its first frame) comes in parts as it arrives and
+ * goes back the same way, one fragment per part (RFC 6455 §5.4), so the echo never holds
+ * a whole message: the first fragment carries the message's type, the last one FIN. */
+static void on_message_part(struct kite_session *s, const struct kite_msg_part *p, void *ud)
+{
+    (void)ud;
+    if (KITE_UNLIKELY(prog_verbosity >= PROG_VERBOSE) && p->last)
+        prog_log(PROG_VERBOSE, "#%lu %s %llu bytes, in parts", prog_session_id(s),
+                 p->type == KITE_OP_TEXT ? "text" : "binary",
+                 (unsigned long long)(p->offset + p->len));
+    enum kite_opcode op = p->offset == 0 ? p->type : KITE_OP_CONTINUATION;
+    int rc = kite_session_send_frame(s, op, p->last, 0, p->data, p->len, NULL);
+    if (KITE_UNLIKELY(rc != KITE_SEND_OK))
+        send_result(s, rc);
+}
+
 static void on_drain(struct kite_session *s, void *ud)
 {
     (void)ud;
@@ -96,6 +113,7 @@ static void on_close(struct kite_session *s, const struct kite_close_info *ci, v
 static const struct kite_ws_callbacks callbacks = {
     .on_open = on_open,
     .on_message = on_message,
+    .on_message_part = on_message_part,
     .on_drain = on_drain,
     .on_error = on_error,
     .on_close = on_close,

@@ -36,11 +36,20 @@ static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint
                          size_t len, void *ud);
 static int cc_on_frame(struct kite_codec *c, const struct kite_frame *f, void *ud);
 static void cc_on_close(struct kite_codec *c, const struct kite_close_info *ci, void *ud);
+static int cc_on_message_part(struct kite_codec *c, const struct kite_msg_part *p, void *ud);
 
 static const struct kite_codec_callbacks codec_cb = {
     .on_message = cc_on_message,
     .on_frame = cc_on_frame,
     .on_close = cc_on_close,
+};
+/* For routes with on_message_part: the codec hands large messages over in parts only
+ * when its callbacks take them. */
+static const struct kite_codec_callbacks codec_cb_parts = {
+    .on_message = cc_on_message,
+    .on_frame = cc_on_frame,
+    .on_close = cc_on_close,
+    .on_message_part = cc_on_message_part,
 };
 
 static void io_cb(struct kite_loop *loop, struct kite__io *io, uint32_t events);
@@ -142,7 +151,8 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     cc.allocator = cfg->alloc;
     cc.extensions = ext;
     /* The codec carries the user data; its callbacks find s by session_of. */
-    if (!kite_codec_new_in(block, &cc, &codec_cb, cfg->ud, kite__loop_now(loop))) {
+    const struct kite_codec_callbacks *ccb = cfg->cb.on_message_part ? &codec_cb_parts : &codec_cb;
+    if (!kite_codec_new_in(block, &cc, ccb, cfg->ud, kite__loop_now(loop))) {
         kite__free(cfg->alloc, block);
         return cfg->ws->timeout_ms == 0 ? KITE_ERR_INVALID : KITE_ERR_NOMEM;
     }
@@ -439,10 +449,14 @@ static void do_read(struct kite_session *s)
     /* Inside the payload of a large frame: read straight into the codec's message
      * buffer, where it is taken without a copy. Between frames (every small message)
      * the inline test spares the call. */
-    if (kite__frame_payload_left(&codec_of(s)->p) > 0)
+    uint64_t left = kite__frame_payload_left(&codec_of(s)->p);
+    if (left > 0)
         cap = kite_codec_recv_space(codec_of(s), &buf);
+    /* A large payload that the codec does not gather (a message in parts) streams
+     * through the loop's bulk buffer. */
     if (cap == 0)
-        buf = kite__loop_rxbuf(s->loop, &cap);
+        buf = left >= KITE__LOOP_RXBUF_SIZE ? kite__loop_bulkbuf(s->loop, &cap)
+                                            : kite__loop_rxbuf(s->loop, &cap);
     ssize_t n = kite__tp_read(&s->tp, buf, cap);
     if (n == KITE_AGAIN)
         return;
@@ -662,6 +676,15 @@ static int cc_on_message(struct kite_codec *c, enum kite_opcode type, const uint
     return (s->flags & (S_PAUSED | S_TERMINATE)) ? KITE_PAUSE : KITE_OK;
 }
 
+static int cc_on_message_part(struct kite_codec *c, const struct kite_msg_part *p, void *ud)
+{
+    struct kite_session *s = session_of(c);
+    KITE_UNUSED(ud); /* the user's: s is found from c */
+    if (!(s->flags & S_TERMINATE))
+        s->cfg->cb.on_message_part(s, p, ud_of(s));
+    return (s->flags & (S_PAUSED | S_TERMINATE)) ? KITE_PAUSE : KITE_OK;
+}
+
 static int cc_on_frame(struct kite_codec *c, const struct kite_frame *f, void *ud)
 {
     struct kite_session *s = session_of(c);
@@ -771,6 +794,23 @@ bool kite__session_paused(const struct kite_session *s)
     return (s->flags & S_PAUSED) != 0;
 }
 
+void kite_session_pause(struct kite_session *s)
+{
+    if (s && !(s->flags & S_DEAD))
+        kite__session_pause(s);
+}
+
+void kite_session_resume(struct kite_session *s)
+{
+    if (s && !(s->flags & S_DEAD))
+        kite__session_resume(s);
+}
+
+bool kite_session_is_paused(const struct kite_session *s)
+{
+    return s && kite__session_paused(s);
+}
+
 int kite__session_on_flushed(struct kite_session *s, kite__session_flushed_cb *cb, void *arg)
 {
     if (!cb) {
@@ -865,10 +905,15 @@ static void direct_failed(struct kite_session *s, int err)
  * at the flush. Returns as kite_codec_send(), KITE_ERR_CLOSED after a transport
  * failure.
  */
-static int send_large(struct kite_session *s, enum kite_opcode op, const void *data, size_t len)
+static int send_large(struct kite_session *s, enum kite_opcode op, bool fin, const void *data,
+                      size_t len, bool whole)
 {
     struct direct d = {.s = s};
-    int rc = kite_codec_send_direct(codec_of(s), op, data, len, direct_write, &d);
+    /* A whole message goes through the extensions where it cannot go out as given; a
+     * frame of kite_session_send_frame() never does. */
+    int rc = whole ? kite_codec_send_direct(codec_of(s), op, data, len, direct_write, &d)
+                   : kite__codec_send_direct_frame(codec_of(s), op, fin, data, len,
+                                                   direct_write, &d);
     if (d.err || (rc == KITE_ERR_NOMEM && kite__codec_close_sent(codec_of(s)))) {
         direct_failed(s, d.err ? d.err : rc);
         return KITE_ERR_CLOSED;
@@ -901,8 +946,9 @@ NOINLINE static int do_send(struct kite_session *s, enum kite_opcode op, bool fi
         return KITE_SEND_CLOSED;
     }
     int rc;
-    if (len >= DIRECT_SEND_MIN && whole && q == 0 && !(s->flags & (S_WRITE_WAIT | S_TP_DONE)))
-        rc = send_large(s, op, data, len);
+    if (len >= DIRECT_SEND_MIN && !control && rsv == 0 && q == 0 &&
+        !(s->flags & (S_WRITE_WAIT | S_TP_DONE)))
+        rc = send_large(s, op, fin, data, len, whole);
     else
         rc = whole ? kite_codec_send(codec_of(s), op, data, len)
                    : kite_codec_send_frame(codec_of(s), op, fin, rsv, data, len);
