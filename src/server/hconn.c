@@ -548,7 +548,7 @@ static bool handle_request(struct kite__hconn *hc, const struct kite_http_reques
     bool upgrade_req = kite__http_has_token(req->headers, req->num_headers, "Upgrade", "websocket");
     int status = kite__router_resolve(&app->router, req->method.ptr, req->method.len, kreq.path.ptr,
                                       kreq.path.len, upgrade_req, &m);
-    bool keep = wants_keepalive(req) && !has_body(req) && !upgrade_req;
+    bool keep = !upgrade_req && wants_keepalive(req) && !has_body(req);
     if (!keep)
         hc->flags |= H_CLOSE_AFTER;
     if (kite__app_log_on(app, KITE_LOG_DEBUG)) {
