@@ -174,11 +174,12 @@ int kite__session_set_subprotocol(struct kite_session *s, const char *p, size_t 
 
 /*
  * Register with the loop for KITE__IO_READ (no system call when s->io is registered so
- * already: made by kite__session_new_in, or moved there by kite__io_transfer), call on_open(req), then feed
- * in[0..len) (bytes received after the handshake; modified in place: unmasked). The session may be closed (and its
- * free deferred) when this returns; the caller must not touch it afterwards except
- * through its own list hooks. Returns KITE_OK, or the -errno of registering the fd
- * (the session is then already torn down, with on_close reported).
+ * already: made by kite__session_new_in, or moved there by kite__io_transfer), call
+ * on_open(req), then feed in[0..len) (bytes received after the handshake; modified in
+ * place: unmasked). The session may be closed (and its free deferred) when this
+ * returns; the caller must not touch it afterwards except through its own list hooks.
+ * Returns KITE_OK, or the -errno of registering the fd (the session is then already
+ * torn down, with on_close reported).
  */
 int kite__session_start(struct kite_session *s, const struct kite_request *req, uint8_t *in,
                         size_t len);
