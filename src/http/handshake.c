@@ -170,6 +170,21 @@ static int check_http_parts(const struct kite_http_request *req, const struct se
     return KITE_OK;
 }
 
+/* Is this base64 of 16 bytes? Exactly the 24-character form: 22 characters of the
+ * alphabet (RFC 4648 §4) and "==". Decoding it would tell nothing more. */
+static bool key_ok(const char *v, size_t len)
+{
+    if (len != KITE_WS_KEY_LEN || v[22] != '=' || v[23] != '=')
+        return false;
+    for (size_t i = 0; i < 22; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/'))
+            return false;
+    }
+    return true;
+}
+
 /* §4.2.1 items 3-6: Upgrade, Connection, key and version. */
 static int check_ws_parts(const struct kite_http_request *req, const struct seen *s,
                           struct kite_ws_upgrade *up)
@@ -190,9 +205,7 @@ static int check_ws_parts(const struct kite_http_request *req, const struct seen
     h = s->first[HF_KEY];
     if (n != 1)
         return reject(up, 400, n ? "more than one Sec-WebSocket-Key" : "missing Sec-WebSocket-Key");
-    uint8_t raw[18];
-    if (h->value_len != KITE_WS_KEY_LEN ||
-        kite__base64_decode(h->value, h->value_len, raw, sizeof(raw)) != 16)
+    if (!key_ok(h->value, h->value_len))
         return reject(up, 400, "invalid Sec-WebSocket-Key");
     up->key.ptr = h->value;
     up->key.len = h->value_len;
@@ -298,16 +311,27 @@ int kite__ws_write_accept(struct kite_buf *out, const struct kite_allocator *a,
     if (!key.ptr || (protocol.ptr && !kite__http_is_token(protocol.ptr, protocol.len)) ||
         !value_ok(extensions) || !extras_ok(extra, num_extra))
         return KITE_ERR_INVALID;
-    char accept[KITE_WS_ACCEPT_LEN + 1];
-    int rc = kite__ws_accept_key(key.ptr, key.len, accept);
+    /* §4.2.2 item 5: status 101, Upgrade, Connection, Accept, then the choices. The
+     * fixed part is formatted here in one piece, and the buffer grown once for all. */
+    static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                               "Sec-WebSocket-Accept: ";
+    char line[sizeof(head) - 1 + KITE_WS_ACCEPT_LEN + 3];
+    memcpy(line, head, sizeof(head) - 1);
+    int rc = kite__ws_accept_key(key.ptr, key.len, line + sizeof(head) - 1);
     if (rc != KITE_OK)
         return rc;
-    struct kite_view av = {accept, KITE_WS_ACCEPT_LEN};
-    /* §4.2.2 item 5: status 101, Upgrade, Connection, Accept, then the choices. */
-    rc = append_cstr(out, a, "HTTP/1.1 101 Switching Protocols\r\n"
-                             "Upgrade: websocket\r\nConnection: Upgrade\r\n");
-    if (rc == KITE_OK)
-        rc = append_field(out, a, "Sec-WebSocket-Accept", av);
+    memcpy(line + sizeof(line) - 3, "\r\n", 2);
+    size_t total = sizeof(line) - 1 + 2;
+    if (protocol.ptr)
+        total += sizeof("Sec-WebSocket-Protocol: \r\n") - 1 + protocol.len;
+    if (extensions.ptr && extensions.len)
+        total += sizeof("Sec-WebSocket-Extensions: \r\n") - 1 + extensions.len;
+    for (size_t i = 0; i < num_extra; i++)
+        total += extra[i].name_len + extra[i].value_len + 4;
+    if (!kite__buf_reserve(out, a, total))
+        return KITE_ERR_NOMEM;
+    rc = kite__buf_append(out, a, line, sizeof(line) - 1);
     if (rc == KITE_OK && protocol.ptr)
         rc = append_field(out, a, "Sec-WebSocket-Protocol", protocol);
     if (rc == KITE_OK && extensions.ptr && extensions.len)

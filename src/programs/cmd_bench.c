@@ -470,6 +470,10 @@ struct bench {
     socklen_t dst_len;
     bool dst_loopback4;            /* bind sources to 127.0.0.x */
     struct kite_ws_client_req creq; /* what the upgrade asks for */
+    char *req;                     /* the upgrade request, built once; each connection */
+    size_t req_len, req_key_off;   /* patches its own key in at req_key_off */
+    uint8_t nonces[4096];          /* random bytes for the keys, drawn in bulk */
+    size_t nonces_left;
     SSL_CTX *tls;                  /* wss://: one client context for every connection */
     struct kite_ext_list *exts;    /* --deflate: permessage-deflate installed */
     char *ext_offer;               /* --deflate: the Sec-WebSocket-Extensions offer */
@@ -887,6 +891,9 @@ static int bind_source(const struct bench *b, int fd, uint32_t id)
     return bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
 }
 
+static int conn_watch(struct bench *b, struct bconn *k, uint32_t events, enum cstate st);
+static int early_request(struct bench *b, struct bconn *k);
+
 static int conn_start(struct bench *b, struct bconn *k)
 {
     int fd = socket(b->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -894,19 +901,17 @@ static int conn_start(struct bench *b, struct bconn *k)
         return -errno;
     k->fd = fd;
     b->n_live++;
+    /* Connect mode sends the request and one close frame, each with nothing else
+     * in flight: Nagle never holds them, so skip the setsockopt. */
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (b->o.mode != MODE_CONNECT)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     int rc = bind_source(b, fd, k->id);
     if (rc < 0)
         return rc;
     if (connect(fd, (struct sockaddr *)&b->dst, b->dst_len) < 0 && errno != EINPROGRESS)
         return -errno;
-    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = k};
-    if (epoll_ctl(b->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-        return -errno;
-    k->events = EPOLLOUT;
-    k->state = CS_CONNECTING;
-    return 0;
+    return b->tls ? conn_watch(b, k, EPOLLOUT, CS_CONNECTING) : early_request(b, k);
 }
 
 static void start_connects(struct bench *b)
@@ -938,18 +943,67 @@ static void hs_write(struct bench *b, struct bconn *k)
     conn_set_events(b, k, EPOLLIN);
 }
 
+/* A fresh Sec-WebSocket-Key (RFC 6455 §4.1 item 7: 16 random bytes, base64) into
+ * k->key and the request template. The bytes come from libcrypto 4 KiB at a time: one
+ * RAND_bytes call per key cost a getpid(2) and the provider's locking each. */
+static int next_key(struct bench *b, struct bconn *k)
+{
+    if (b->nonces_left < 16) {
+        int rc = kite__random(b->nonces, sizeof(b->nonces));
+        if (rc != KITE_OK)
+            return rc;
+        b->nonces_left = sizeof(b->nonces);
+    }
+    b->nonces_left -= 16;
+    kite__base64_encode(b->nonces + b->nonces_left, 16, k->key);
+    memcpy(b->req + b->req_key_off, k->key, KITE_WS_KEY_LEN);
+    return KITE_OK;
+}
+
 /* TCP (and TLS, for wss://) is up: send the upgrade request. */
 static void send_request(struct bench *b, struct bconn *k)
 {
-    int rc = kite__ws_make_key(k->key);
-    if (rc == KITE_OK)
-        rc = kite__ws_write_request(&k->hs, NULL, &b->creq, k->key);
+    int rc = next_key(b, k);
+    if (rc == KITE_OK && kite__buf_append(&k->hs, NULL, b->req, b->req_len) < 0)
+        rc = KITE_ERR_NOMEM;
     if (rc != KITE_OK) {
         conn_fail(b, k, "handshake request", kite_strerror(rc));
         return;
     }
     k->state = CS_HS_WRITE;
     hs_write(b, k);
+}
+
+static int conn_watch(struct bench *b, struct bconn *k, uint32_t events, enum cstate st)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = k};
+    if (epoll_ctl(b->ep, EPOLL_CTL_ADD, k->fd, &ev) < 0)
+        return -errno;
+    k->events = events;
+    k->state = st;
+    return 0;
+}
+
+/* ws:// right after connect(): over loopback the kernel has usually finished the TCP
+ * handshake inside connect(), so send the request at once and skip the EPOLLOUT
+ * round (an epoll_ctl MOD, a wakeup and a getsockopt per connection). A socket still
+ * connecting refuses with EAGAIN and waits for EPOLLOUT as before; a refused one
+ * reports its error here. */
+static int early_request(struct bench *b, struct bconn *k)
+{
+    int rc = next_key(b, k);
+    if (rc != KITE_OK)
+        return rc;
+    ssize_t w = send(k->fd, b->req, b->req_len, MSG_NOSIGNAL);
+    if (w < 0 && errno == EAGAIN)
+        return conn_watch(b, k, EPOLLOUT, CS_CONNECTING);
+    if (w < 0)
+        return -errno;
+    if ((size_t)w == b->req_len)
+        return conn_watch(b, k, EPOLLIN, CS_HS_READ);
+    if (kite__buf_append(&k->hs, NULL, b->req + w, b->req_len - (size_t)w) < 0)
+        return KITE_ERR_NOMEM;
+    return conn_watch(b, k, EPOLLOUT, CS_HS_WRITE);
 }
 
 /* One step of the TLS handshake; the fd interest follows what OpenSSL waits for. */
@@ -1014,9 +1068,10 @@ static bool is_raw_peer(const struct bench *b, const struct kite_http_response *
 }
 
 /* The 101 is whole and valid: set up the codecs (the client one with the negotiated
- * extensions, `chain`, which it takes over) and hand them any bytes that came with it. */
-static void conn_open(struct bench *b, struct bconn *k, bool raw, size_t head_len,
-                      struct kite_ext_chain *chain)
+ * extensions, `chain`, which it takes over) and hand them any bytes that came after its
+ * head in `in` (b->rbuf or k->hs). */
+static void conn_open(struct bench *b, struct bconn *k, bool raw, uint8_t *in, size_t len,
+                      size_t head_len, struct kite_ext_chain *chain)
 {
     k->tx = codec_make(b, k, KITE_ROLE_CLIENT, chain);
     k->rx = raw ? codec_make(b, k, KITE_ROLE_SERVER, NULL) : NULL;
@@ -1029,11 +1084,8 @@ static void conn_open(struct bench *b, struct bconn *k, bool raw, size_t head_le
     k->opened = true;
     b->n_pending--;
     b->n_open++;
-    size_t rest = k->hs.len - head_len;
-    if (rest > 0) {
-        memcpy(b->rbuf, kite__buf_head(&k->hs) + head_len, rest);
-        feed(b, k, b->rbuf, rest);
-    }
+    if (len > head_len)
+        feed(b, k, in + head_len, len - head_len);
     kite__buf_free(&k->hs, NULL);
     conn_sync(b, k);
 }
@@ -1085,51 +1137,62 @@ static int accept_deflate(struct bench *b, struct bconn *k, const struct kite_ht
     return 0;
 }
 
-/* Check the server's response head (RFC 6455 §4.1: status 101, Upgrade, Connection,
- * Sec-WebSocket-Accept, no extension or subprotocol we did not offer). */
-static void hs_check(struct bench *b, struct bconn *k, size_t last_len)
+/* Check the server's response head, the `len` bytes at `in` of which the first
+ * `last_len` were checked before (RFC 6455 §4.1: status 101, Upgrade, Connection,
+ * Sec-WebSocket-Accept, no extension or subprotocol we did not offer). False while the
+ * head is incomplete. */
+static bool hs_check(struct bench *b, struct bconn *k, uint8_t *in, size_t len, size_t last_len)
 {
     struct kite_http_header hdrs[KITE_HTTP_DEFAULT_MAX_HEADERS];
     struct kite_http_response resp;
-    ssize_t n = kite__http_parse_response((const char *)kite__buf_head(&k->hs), k->hs.len,
-                                          last_len, NULL, &resp, hdrs);
+    ssize_t n = kite__http_parse_response((const char *)in, len, last_len, NULL, &resp, hdrs);
     if (n == KITE_INCOMPLETE)
-        return;
+        return false;
     if (n < 0) {
         conn_fail(b, k, "handshake response", kite_strerror((int)n));
-        return;
+        return true;
     }
     struct kite_ws_client_result res;
     if (kite__ws_client_check(&resp, &b->creq, k->key, &res) != KITE_OK) {
         char d[96];
         snprintf(d, sizeof(d), "status %d: %s", res.status, res.reason ? res.reason : "?");
         conn_fail(b, k, "handshake", d);
-        return;
+        return true;
     }
     struct kite_ext_chain *chain = NULL;
     if (b->exts && accept_deflate(b, k, &resp, &chain) < 0)
-        return;
-    conn_open(b, k, is_raw_peer(b, &resp), (size_t)n, chain);
+        return true;
+    conn_open(b, k, is_raw_peer(b, &resp), in, len, (size_t)n, chain);
+    return true;
 }
 
+/* The response normally arrives in one read: take it into the shared receive buffer
+ * and keep it (in k->hs, allocated then) only while its head is incomplete. */
 static void hs_read(struct bench *b, struct bconn *k)
 {
-    uint8_t *dst = kite__buf_reserve(&k->hs, NULL, HS_READ_CHUNK);
+    bool first = k->hs.len == 0;
+    uint8_t *dst = first ? b->rbuf : kite__buf_reserve(&k->hs, NULL, HS_READ_CHUNK);
     if (!dst) {
         conn_fail(b, k, "handshake", kite_strerror(KITE_ERR_NOMEM));
         return;
     }
-    ssize_t n = io_recv(k, dst, HS_READ_CHUNK);
+    ssize_t n = io_recv(k, dst, first ? RBUF_SIZE : HS_READ_CHUNK);
     if (n == -EAGAIN)
         return;
     if (n <= 0) {
         conn_fail(b, k, "handshake", n == 0 ? "server closed the connection" : strerror((int)-n));
         return;
     }
+    b->now = now_ns();
+    if (first) {
+        if (!hs_check(b, k, b->rbuf, (size_t)n, 0) &&
+            kite__buf_append(&k->hs, NULL, b->rbuf, (size_t)n) < 0)
+            conn_fail(b, k, "handshake", kite_strerror(KITE_ERR_NOMEM));
+        return;
+    }
     size_t last = k->hs.len;
     k->hs.len += (size_t)n;
-    b->now = now_ns();
-    hs_check(b, k, last);
+    hs_check(b, k, kite__buf_head(&k->hs), k->hs.len, last);
 }
 
 static void conn_on_event(struct bench *b, struct bconn *k, uint32_t events)
@@ -1801,6 +1864,7 @@ static void bench_free(struct bench *b)
     SSL_CTX_free(b->tls);
     kite_ext_list_free(b->exts); /* after the codecs: their chains came from it */
     kite__free(NULL, b->ext_offer);
+    kite__free(NULL, b->req);
     kite_pmd_pool_trim();
     kite__free(NULL, b->conns);
     kite__free(NULL, b->rbuf);
@@ -1862,6 +1926,33 @@ static int deflate_setup(struct bench *b)
     return 0;
 }
 
+/* Build the upgrade request once around a placeholder key; next_key() overwrites the
+ * key in place for each connection instead of formatting the whole request again. */
+static int request_setup(struct bench *b)
+{
+    static const char placeholder[] = "AAAAAAAAAAAAAAAAAAAAAA==";
+    static const char field[] = "\r\nSec-WebSocket-Key: ";
+    struct kite_buf req = {0};
+    int rc = kite__ws_write_request(&req, NULL, &b->creq, placeholder);
+    const char *at = NULL;
+    if (rc == KITE_OK) {
+        /* The request line and Host cannot hold a CRLF: the first match is the field. */
+        at = memmem(kite__buf_head(&req), req.len, field, sizeof(field) - 1);
+        b->req = kite__malloc(NULL, req.len);
+    }
+    if (!at || !b->req) {
+        kite__buf_free(&req, NULL);
+        fprintf(stderr, "kite bench: cannot build the upgrade request: %s\n",
+                kite_strerror(rc != KITE_OK ? rc : KITE_ERR_NOMEM));
+        return -1;
+    }
+    b->req_len = req.len;
+    b->req_key_off = (size_t)(at - (const char *)kite__buf_head(&req)) + sizeof(field) - 1;
+    memcpy(b->req, kite__buf_head(&req), req.len);
+    kite__buf_free(&req, NULL);
+    return 0;
+}
+
 static int bench_setup(struct bench *b)
 {
     b->ep = -1;
@@ -1888,6 +1979,8 @@ static int bench_setup(struct bench *b)
     b->creq.port = (uint16_t)b->o.port;
     b->creq.path = kite__view_cstr(b->o.path);
     if (b->o.deflate && deflate_setup(b) < 0)
+        return -1;
+    if (request_setup(b) < 0)
         return -1;
     return b->o.tls ? tls_setup(b) : 0;
 }

@@ -73,6 +73,10 @@ void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *p
         return;
     }
     struct kite__hconn *hc = kite__calloc(app->alloc, sizeof(*hc));
+    if (hc && !(hc->s = kite__session_reserve(app->alloc, hc))) {
+        kite__free(app->alloc, hc);
+        hc = NULL;
+    }
     if (!hc) {
         kite__app_log(app, KITE_LOG_ERROR, "out of memory accepting a connection");
         close(fd);
@@ -83,15 +87,17 @@ void kite__hconn_accept(struct kite_app *app, int fd, const struct kite__addr *p
     if (hc_transport(hc, fd, tls) < 0) {
         kite__app_log(app, KITE_LOG_ERROR, "out of memory accepting a connection");
         close(fd);
+        kite__session_unreserve(hc->s, app->alloc);
         kite__free(app->alloc, hc);
         return;
     }
-    kite__io_init(&hc->io, fd, hc_io);
+    kite__io_init(&hc->s->io, fd, hc_io);
     kite__timer_init(&hc->timer, hc_timer);
     /* The handshake deadline covers TLS too: a client that stalls it is dropped. */
-    int rc = kite__io_start(app->loop, &hc->io, kite__tp_want_events(&hc->tp, KITE__IO_READ));
+    int rc = kite__io_start(app->loop, &hc->s->io, kite__tp_want_events(&hc->tp, KITE__IO_READ));
     if (rc < 0) {
         kite__tp_close(&hc->tp);
+        kite__session_unreserve(hc->s, app->alloc);
         kite__free(app->alloc, hc);
         return;
     }
@@ -109,6 +115,7 @@ static void hc_free(struct kite_loop *loop, void *arg)
     KITE_UNUSED(loop);
     kite__buf_free(&hc->in, hc->app->alloc);
     kite__buf_free(&hc->out, hc->app->alloc);
+    kite__session_unreserve(hc->s, hc->app->alloc); /* NULL once a session took it */
     kite__free(hc->app->alloc, hc);
 }
 
@@ -120,12 +127,11 @@ static void hc_destroy(struct kite__hconn *hc)
         return;
     struct kite_app *app = hc->app;
     hc->flags |= H_DEAD;
-    if (hc->flags & H_UPGRADED)
-        kite__io_stop(app->loop, &hc->io); /* a no-op after the transfer */
-    else
-        kite__io_close(app->loop, &hc->io); /* the fd is closed just below */
+    if (hc->s) { /* else the watcher went with the block to the session */
+        kite__io_close(app->loop, &hc->s->io); /* the fd is closed just below */
+        kite__io_flush_cancel(app->loop, &hc->s->io);
+    }
     kite__timer_stop(app->loop, &hc->timer);
-    kite__io_flush_cancel(app->loop, &hc->io);
     if (!(hc->flags & H_UPGRADED))
         kite__tp_close(&hc->tp);
     if (hc->prev)
@@ -200,7 +206,7 @@ static int put_response(struct kite__hconn *hc, int status, const char *ctype,
     if (rc == KITE_OK && !head_only)
         rc = kite__buf_append(&hc->out, a, body, len);
     if (rc == KITE_OK)
-        kite__io_flush(hc->app->loop, &hc->io);
+        kite__io_flush(hc->app->loop, &hc->s->io);
     return rc;
 }
 
@@ -259,7 +265,7 @@ static void hc_finish(struct kite__hconn *hc)
         ev |= KITE__IO_READ;
     if (hc->flags & H_WRITE_WAIT)
         ev |= KITE__IO_WRITE;
-    if (kite__io_start(hc->app->loop, &hc->io, kite__tp_want_events(&hc->tp, ev)) < 0)
+    if (kite__io_start(hc->app->loop, &hc->s->io, kite__tp_want_events(&hc->tp, ev)) < 0)
         hc_destroy(hc);
 }
 
@@ -387,34 +393,41 @@ static void log_reject(struct kite__hconn *hc, const struct kite_request *kreq, 
                   kreq->path.ptr, why ? ": " : "", why ? why : "");
 }
 
-/* Hand the transport to a new session and open it. `rest` are the bytes after the
- * head (the first frames, if the client did not wait for the 101). `ch` (the
- * negotiated extensions, or NULL) goes to the session, or is freed here on failure. */
+/* Hand the transport to a new session, made in the block reserved at accept around the
+ * fd's watcher, and open it. `rest` are the bytes after the head (the first frames, if
+ * the client did not wait for the 101). `ch` (the negotiated extensions, or NULL) goes
+ * to the session, or is freed here on failure. */
 static void become_session(struct kite__hconn *hc, struct kite_route *route,
                            struct kite_request *kreq, struct kite_view proto,
                            struct kite_ext_chain *ch, uint8_t *rest, size_t rest_len)
 {
     struct kite_app *app = hc->app;
-    struct kite_session *s;
-    int rc = kite__session_new_ext(app->loop, &route->scfg, &hc->tp, ch, &s);
-    if (rc < 0)
+    struct kite_session *s = hc->s;
+    /* Our queued flush (responses before this request) is done: the 101 went out
+     * directly and what the kernel did not take becomes the session's prefix. */
+    kite__io_flush_cancel(app->loop, &s->io);
+    /* The route's allocator is the app's (server.c), the one the block came from. */
+    int rc = kite__session_new_in(s, app->loop, &route->scfg, &hc->tp, ch);
+    if (rc < 0) {
         kite_ext_chain_free(ch); /* still ours when the session was not made */
-    if (rc == KITE_OK && proto.ptr)
+        kite__app_log(app, KITE_LOG_ERROR, "cannot open a session: %s", kite_strerror(rc));
+        hc_destroy(hc);
+        return;
+    }
+    hc->s = NULL; /* the block, its watcher and the fd's registration are the session's */
+    if (proto.ptr)
         rc = kite__session_set_subprotocol(s, proto.ptr, proto.len);
     if (rc == KITE_OK)
         rc = kite__session_set_prefix(s, &hc->out); /* what the kernel did not take */
     if (rc < 0) {
         kite__app_log(app, KITE_LOG_ERROR, "cannot open a session: %s", kite_strerror(rc));
-        kite__session_discard(s); /* NULL-safe; frees the chain with the codec */
+        kite__io_close(app->loop, &s->io); /* hc_destroy closes the fd */
+        kite__io_flush_cancel(app->loop, &s->io);
+        kite__session_discard(s); /* frees the chain with the codec, and the block */
         hc_destroy(hc);
         return;
     }
     kreq->subprotocol = kite_session_subprotocol(s);
-    /* The hconn steps aside: its count and its fd's registration pass to the session
-     * (one EPOLL_CTL_MOD instead of a DEL here and an ADD in kite__session_start, which
-     * then finds its watcher registered for reading). */
-    if (kite__io_transfer(app->loop, &hc->io, &s->io, KITE__IO_READ) < 0)
-        kite__io_stop(app->loop, &hc->io); /* the session registers it afresh */
     hc->flags |= H_UPGRADED; /* hc_destroy leaves the transport, now the session's, open */
     hc_destroy(hc);
     kite__app_session_add(app, s);
@@ -488,7 +501,7 @@ static void upgrade(struct kite__hconn *hc, struct kite_route *route, struct kit
             if (kite__ws_write_reject(&hc->out, app->alloc, &up) < 0)
                 hc_destroy(hc);
             else
-                kite__io_flush(app->loop, &hc->io);
+                kite__io_flush(app->loop, &hc->s->io);
         } else {
             respond_error(hc, status, why, NULL, 0, false);
         }
@@ -535,7 +548,7 @@ static bool handle_request(struct kite__hconn *hc, const struct kite_http_reques
     bool upgrade_req = kite__http_has_token(req->headers, req->num_headers, "Upgrade", "websocket");
     int status = kite__router_resolve(&app->router, req->method.ptr, req->method.len, kreq.path.ptr,
                                       kreq.path.len, upgrade_req, &m);
-    bool keep = wants_keepalive(req) && !has_body(req) && !upgrade_req;
+    bool keep = !upgrade_req && wants_keepalive(req) && !has_body(req);
     if (!keep)
         hc->flags |= H_CLOSE_AFTER;
     if (kite__app_log_on(app, KITE_LOG_DEBUG)) {
@@ -652,7 +665,7 @@ static void hc_tls_step(struct kite__hconn *hc)
 {
     int rc = kite__tp_handshake(&hc->tp);
     if (rc == KITE_AGAIN) {
-        if (kite__io_start(hc->app->loop, &hc->io, kite__tp_want_events(&hc->tp, 0)) < 0)
+        if (kite__io_start(hc->app->loop, &hc->s->io, kite__tp_want_events(&hc->tp, 0)) < 0)
             hc_destroy(hc);
         return;
     }
@@ -675,7 +688,8 @@ static void hc_tls_step(struct kite__hconn *hc)
 
 static void hc_io(struct kite_loop *loop, struct kite__io *io, uint32_t events)
 {
-    struct kite__hconn *hc = kite__container_of(io, struct kite__hconn, io);
+    struct kite__hconn *hc =
+        kite__session_reserved_owner(kite__container_of(io, struct kite_session, io));
     KITE_UNUSED(loop);
     if (events & KITE__IO_FLUSH) {
         hc_flush(hc);

@@ -129,7 +129,11 @@ int kite__app_add_teardown(struct kite_app *app, void (*fn)(struct kite_app *app
 /* An HTTP connection: from accept to the upgrade (or to the end of keep-alive). */
 struct kite__hconn {
     struct kite__transport tp;
-    struct kite__io io;       /* also the before-sleep write of responses (KITE__IO_FLUSH) */
+    /* The session this connection may become, reserved at accept: its watcher is ours
+     * until the upgrade (kite__session_reserve), so the fd's epoll registration never
+     * has to move. Also the before-sleep write of responses (KITE__IO_FLUSH). NULL once
+     * the session has it. */
+    struct kite_session *s;
     struct kite__timer timer; /* request deadline, then the linger deadline */
     struct kite_app *app;
     struct kite__hconn *prev, *next;

@@ -133,16 +133,35 @@ int kite__session_new(struct kite_loop *loop, const struct kite__session_cfg *cf
     return kite__session_new_ext(loop, cfg, tp, NULL, out);
 }
 
-int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg *cfg,
-                          const struct kite__transport *tp, struct kite_ext_chain *ext,
-                          struct kite_session **out)
+struct kite_session *kite__session_reserve(const struct kite_allocator *a, void *owner)
 {
-    *out = NULL;
-    size_t room = CODEC_ROOM;
-    char *block = kite__calloc(cfg->alloc, room + sizeof(struct kite_session));
+    char *block = kite__calloc(a, CODEC_ROOM + sizeof(struct kite_session));
     if (!block)
-        return KITE_ERR_NOMEM;
-    struct kite_session *s = (struct kite_session *)(void *)(block + room);
+        return NULL;
+    /* The codec's room is unused until the session is made: it holds the owner. */
+    memcpy(block, &owner, sizeof(owner));
+    return (struct kite_session *)(void *)(block + CODEC_ROOM);
+}
+
+void *kite__session_reserved_owner(const struct kite_session *s)
+{
+    void *owner;
+    memcpy(&owner, (const void *)codec_of(s), sizeof(owner));
+    return owner;
+}
+
+void kite__session_unreserve(struct kite_session *s, const struct kite_allocator *a)
+{
+    if (s)
+        kite__free(a, block_of(s));
+}
+
+/* Make the codec and the session in a zeroed (but for the codec's room) block whose
+ * watcher is set up. On failure only the codec's room has changed. */
+static int session_init(struct kite_session *s, struct kite_loop *loop,
+                        const struct kite__session_cfg *cfg, const struct kite__transport *tp,
+                        struct kite_ext_chain *ext)
+{
     struct kite_codec_config cc;
     kite_codec_config_init(&cc);
     cc.role = (enum kite_role)cfg->role;
@@ -152,18 +171,47 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
     cc.extensions = ext;
     /* The codec carries the user data; its callbacks find s by session_of. */
     const struct kite_codec_callbacks *ccb = cfg->cb.on_message_part ? &codec_cb_parts : &codec_cb;
-    if (!kite_codec_new_in(block, &cc, ccb, cfg->ud, kite__loop_now(loop))) {
-        kite__free(cfg->alloc, block);
+    if (!kite_codec_new_in(block_of(s), &cc, ccb, cfg->ud, kite__loop_now(loop)))
         return cfg->ws->timeout_ms == 0 ? KITE_ERR_INVALID : KITE_ERR_NOMEM;
-    }
     s->tp = *tp;
     s->loop = loop;
     s->cfg = cfg;
     atomic_init(&s->refs, 1u);
-    kite__io_init(&s->io, kite__tp_fd(tp), io_cb);
     s->flags = S_TIMER_STALE;
+    return KITE_OK;
+}
+
+int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg *cfg,
+                          const struct kite__transport *tp, struct kite_ext_chain *ext,
+                          struct kite_session **out)
+{
+    *out = NULL;
+    struct kite_session *s = kite__session_reserve(cfg->alloc, NULL);
+    if (!s)
+        return KITE_ERR_NOMEM;
+    kite__io_init(&s->io, kite__tp_fd(tp), io_cb);
+    int rc = session_init(s, loop, cfg, tp, ext);
+    if (rc < 0) {
+        kite__session_unreserve(s, cfg->alloc);
+        return rc;
+    }
     *out = s;
     return KITE_OK;
+}
+
+int kite__session_new_in(struct kite_session *s, struct kite_loop *loop,
+                         const struct kite__session_cfg *cfg, const struct kite__transport *tp,
+                         struct kite_ext_chain *ext)
+{
+    if (s->io.fd != kite__tp_fd(tp))
+        return KITE_ERR_INVALID;
+    void *owner = kite__session_reserved_owner(s);
+    int rc = session_init(s, loop, cfg, tp, ext);
+    if (rc == KITE_OK)
+        s->io.cb = io_cb;
+    else
+        memcpy(block_of(s), &owner, sizeof(owner)); /* still reserved: still the owner's */
+    return rc;
 }
 
 static void ext_free(struct kite_session *s)
@@ -746,7 +794,7 @@ int kite__session_set_subprotocol(struct kite_session *s, const char *p, size_t 
 int kite__session_start(struct kite_session *s, const struct kite_request *req, uint8_t *in,
                         size_t len)
 {
-    /* No system call when the owner handed its registration over (kite__io_transfer). */
+    /* No system call when the watcher is registered already (kite__session_new_in). */
     int rc = kite__io_start(s->loop, &s->io, KITE__IO_READ);
     if (rc < 0) {
         transport_ended(s, rc); /* never opened: no callbacks */

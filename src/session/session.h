@@ -133,6 +133,30 @@ int kite__session_new_ext(struct kite_loop *loop, const struct kite__session_cfg
                           const struct kite__transport *tp, struct kite_ext_chain *ext,
                           struct kite_session **out);
 
+/*
+ * A session's memory reserved ahead of the session, so that its fd watcher (s->io) is
+ * in place from the start: an HTTP connection watches its fd through the watcher of
+ * the session it may become, and kite__session_new_in() then makes the session around
+ * it without telling epoll anything (the registration's data pointer stays valid; an
+ * EPOLL_CTL_MOD per upgraded connection saved). Until then only s->io is the caller's
+ * (kite__io_init, start, flush, stop as for any watcher) and the block holds `owner`
+ * for kite__session_reserved_owner(). NULL when out of memory. Free it with
+ * kite__session_unreserve() unless a session was made in it (stop the watcher first).
+ */
+struct kite_session *kite__session_reserve(const struct kite_allocator *a, void *owner);
+void *kite__session_reserved_owner(const struct kite_session *s);
+void kite__session_unreserve(struct kite_session *s, const struct kite_allocator *a);
+/*
+ * kite__session_new_ext() in a reserved block (allocated with cfg->alloc) whose
+ * watcher watches the transport's fd: its registration, interest and any queued flush
+ * stay as they are, only its callback becomes the session's (kite__session_start()
+ * then finds it registered). On failure the block is still reserved and the chain and
+ * the transport still the caller's. KITE_OK, KITE_ERR_NOMEM or KITE_ERR_INVALID.
+ */
+int kite__session_new_in(struct kite_session *s, struct kite_loop *loop,
+                         const struct kite__session_cfg *cfg, const struct kite__transport *tp,
+                         struct kite_ext_chain *ext);
+
 /* The session's codec (at the start of the session's block). Valid until the deferred
  * free; the session's callbacks and the layers above reach it through this. */
 struct kite_codec *kite__session_codec(const struct kite_session *s);
@@ -149,12 +173,13 @@ int kite__session_set_prefix(struct kite_session *s, struct kite_buf *b);
 int kite__session_set_subprotocol(struct kite_session *s, const char *p, size_t len);
 
 /*
- * Register with the loop (unless the owner already moved its own registration of the
- * fd to s->io for KITE__IO_READ with kite__io_transfer), call on_open(req), then feed
- * in[0..len) (bytes received after the handshake; modified in place: unmasked). The session may be closed (and its
- * free deferred) when this returns; the caller must not touch it afterwards except
- * through its own list hooks. Returns KITE_OK, or the -errno of registering the fd
- * (the session is then already torn down, with on_close reported).
+ * Register with the loop for KITE__IO_READ (no system call when s->io is registered so
+ * already: made by kite__session_new_in, or moved there by kite__io_transfer), call
+ * on_open(req), then feed in[0..len) (bytes received after the handshake; modified in
+ * place: unmasked). The session may be closed (and its free deferred) when this
+ * returns; the caller must not touch it afterwards except through its own list hooks.
+ * Returns KITE_OK, or the -errno of registering the fd (the session is then already
+ * torn down, with on_close reported).
  */
 int kite__session_start(struct kite_session *s, const struct kite_request *req, uint8_t *in,
                         size_t len);

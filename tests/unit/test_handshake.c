@@ -172,6 +172,13 @@ TEST(server_requires_valid_key)
     ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA*A==\r\n")), 400);
     ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key:\r\n")), 400);
     ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n")), 0);
+    /* 18 bytes (24 characters, no padding), padding inside, a character past the
+     * alphabet's ends; then every character the alphabet has. */
+    ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA\r\n")), 400);
+    ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA=A==\r\n")), 400);
+    ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAA{==\r\n")), 400);
+    ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAA.==\r\n")), 400);
+    ASSERT_EQ(status_of(request(NULL, "Sec-WebSocket-Key", "Sec-WebSocket-Key: AZaz09+/AZaz09+/AZaz09==\r\n")), 0);
 }
 
 /* RFC 6455 §4.2.1 items 7-9: optional headers must still be well-formed. */

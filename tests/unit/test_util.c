@@ -102,3 +102,27 @@ TEST(ieq_is_ascii_case_insensitive)
     ASSERT(!kite__ieq("websocket", 9, "websockets", 10));
     ASSERT(!kite__ieq("a", 1, "b", 1));
 }
+
+/* Every length the word-wise compare splits differently (under 4, 4-7, whole words, an
+ * overlapping last word), with a case change and a real difference at every position:
+ * a byte no word compare looks at would pass a wrong name. */
+TEST(ieq_checks_every_byte_at_every_length)
+{
+    char a[40] = {0}, b[40] = {0};
+    for (size_t n = 0; n <= sizeof(a); n++) {
+        for (size_t i = 0; i < n; i++)
+            a[i] = (char)('a' + i % 26);
+        memcpy(b, a, n);
+        ASSERT(kite__ieq_n(a, b, n));
+        for (size_t i = 0; i < n; i++) {
+            b[i] = (char)(a[i] - 32); /* upper case */
+            ASSERT(kite__ieq_n(a, b, n));
+            b[i] = '-'; /* not a letter: differs whatever the case */
+            ASSERT(!kite__ieq_n(a, b, n));
+            ASSERT(!kite__ieq_n(b, a, n));
+            b[i] = a[i];
+        }
+    }
+    /* Letters only fold with letters: '@' (0x40) is not '`' (0x60). */
+    ASSERT(!kite__ieq("ab@d", 4, "ab`d", 4));
+}
