@@ -98,6 +98,12 @@ SCENARIOS = {
             M("rate", "connects/s", ["connects_per_s"], "{:,.0f}", False, "/s"),
             M("rss", "server RSS B/conn", ["server_rss_per_conn_bytes"], "{:,.0f}", True, "B"),
             M("secs", "connect s", ["connect_s"], "{:.2f}", True),
+            # What opening the connections cost each side: the rate is set by whichever
+            # runs out of CPU first (the generator, on loopback).
+            M("ocpu", "server CPU us/conn opening", ["connect_server_cpu_us_per_conn"],
+              "{:.1f}", True),
+            M("ogen", "generator CPU us/conn opening", ["connect_client_cpu_us_per_conn"],
+              "{:.1f}", True),
             M("closet", "close timeouts", ["close_timeouts"], "{:,.0f}", True),
         ],
         "ratios": ["rate", "rss"],
