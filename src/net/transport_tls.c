@@ -300,6 +300,24 @@ static unsigned long drain_errors(unsigned *kinds)
     return first;
 }
 
+/* Is `path` an encrypted PEM key (PKCS#8 "ENCRYPTED PRIVATE KEY", or a traditional key
+ * with "Proc-Type: 4,ENCRYPTED")? A wrong password does not always make OpenSSL say
+ * "bad decrypt": about one time in 256 the garbage it decrypts ends in valid padding and
+ * the decoder fails later ("unsupported"), so the hint cannot rest on the error alone. */
+static bool pem_is_encrypted(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[256];
+    bool enc = false;
+    for (int i = 0; i < 64 && !enc && fgets(line, sizeof line, f); i++)
+        enc = strstr(line, "-----BEGIN ENCRYPTED PRIVATE KEY-----") != NULL ||
+              strstr(line, "Proc-Type: 4,ENCRYPTED") != NULL;
+    fclose(f);
+    return enc;
+}
+
 /* fopen() the file once so a missing or unreadable file is reported with errno's words
  * rather than OpenSSL's "system lib". */
 static int check_readable(const char *path, const char *what, char *err, size_t errlen)
@@ -431,6 +449,8 @@ static int load_pair(SSL_CTX *s, const char *cert, const char *key, const char *
     if (!failed)
         return KITE_OK;
     unsigned long e = drain_errors(&kinds);
+    if (failed == 1 && pem_is_encrypted(key))
+        kinds |= Q_PASSWORD;
     if ((kinds & Q_MISMATCH) || failed == 2)
         set_msg(err, errlen, "private key %s does not match certificate %s", key, cert);
     else
