@@ -137,8 +137,10 @@ static size_t read_echo(struct tc *t, enum kite_opcode type, unsigned i, size_t 
     }
 }
 
-/* A masked client frame of `len` pattern bytes (message i), built with the codec. */
-static uint8_t *client_frame(enum kite_opcode op, unsigned i, size_t len, size_t *wire_len)
+/* One masked client frame carrying msg[0..len), built with the codec (it does not
+ * check what it sends, so text may be invalid UTF-8). The caller frees it. */
+static uint8_t *client_wire(enum kite_opcode op, const uint8_t *msg, size_t len,
+                            size_t *wire_len)
 {
     struct kite_codec_config cfg;
     kite_codec_config_init(&cfg);
@@ -146,11 +148,7 @@ static uint8_t *client_frame(enum kite_opcode op, unsigned i, size_t len, size_t
     static const struct kite_codec_callbacks none;
     struct kite_codec *c = kite_codec_new(&cfg, &none, NULL, 0);
     ASSERT(c != NULL);
-    uint8_t *msg = malloc(len);
-    ASSERT(msg != NULL);
-    kit_fill(msg, i, len);
-    ASSERT_EQ(kite_codec_send(c, op, msg, len), KITE_OK);
-    free(msg);
+    ASSERT_EQ(kite_codec_send_frame(c, op, true, 0, msg, len), KITE_OK);
     const uint8_t *p;
     *wire_len = kite_codec_pending(c, &p);
     uint8_t *copy = malloc(*wire_len);
@@ -158,6 +156,17 @@ static uint8_t *client_frame(enum kite_opcode op, unsigned i, size_t len, size_t
     memcpy(copy, p, *wire_len);
     kite_codec_free(c);
     return copy;
+}
+
+/* client_wire() of `len` pattern bytes (message i). */
+static uint8_t *client_frame(enum kite_opcode op, unsigned i, size_t len, size_t *wire_len)
+{
+    uint8_t *msg = malloc(len);
+    ASSERT(msg != NULL);
+    kit_fill(msg, i, len);
+    uint8_t *wire = client_wire(op, msg, len, wire_len);
+    free(msg);
+    return wire;
 }
 
 /* 1 MiB, then 8 MiB: handed over in many parts, echoed as fragments as they came, byte
@@ -212,20 +221,13 @@ TEST(parts_bad_utf8_late_in_text_fails_1007)
     struct ts t = {0};
     start_app(&t);
     struct tc *c = tc_open_ok(t.port, "/parts", NULL);
-    size_t n = 2u << 20, wl;
-    struct kite_codec_config cfg;
-    kite_codec_config_init(&cfg);
-    cfg.role = KITE_ROLE_CLIENT;
-    static const struct kite_codec_callbacks none;
-    struct kite_codec *k = kite_codec_new(&cfg, &none, NULL, 0);
-    ASSERT(k != NULL);
+    size_t n = 2u << 20;
     uint8_t *msg = malloc(n);
+    ASSERT(msg != NULL);
     memset(msg, 'x', n);
     msg[n - 1000] = 0xff;
-    ASSERT_EQ(kite_codec_send_frame(k, KITE_OP_TEXT, true, 0, msg, n), KITE_OK);
-    const uint8_t *p;
-    wl = kite_codec_pending(k, &p);
-    struct writer w = {.t = c, .wire = p, .len = wl};
+    struct writer w = {.t = c};
+    w.wire = client_wire(KITE_OP_TEXT, msg, n, &w.len);
     ASSERT_EQ(pthread_create(&w.th, NULL, writer_main, &w), 0);
     size_t echoed = 0;
     unsigned code = 0;
@@ -245,7 +247,7 @@ TEST(parts_bad_utf8_late_in_text_fails_1007)
     pthread_join(w.th, NULL);
     ASSERT_EQ(code, KITE_CLOSE_NOT_CONSISTENT);
     ASSERT(echoed > 0 && echoed <= n - 1000);
-    kite_codec_free(k);
+    free((void *)w.wire);
     free(msg);
     tc_free(c);
     ASSERT_REC("close 1007;", 3000);
