@@ -9,6 +9,8 @@
 #   raw         BUILD_DIR/bin/peer_raw_echo: the raw epoll TCP echo, the ceiling
 #   lws         BUILD_DIR/bin/peer_lws_echo: libwebsockets (built when pkg-config finds it)
 #   ws          node bench/peers/ws_echo.mjs: Node ws with bufferutil and utf-8-validate
+#   uws         node bench/peers/uws_echo.mjs: uWebSockets.js (native engine, a JavaScript
+#               callback per message; no TLS or permessage-deflate in its npm build)
 #   websockets  /usr/bin/python3 bench/peers/websockets_echo.py: python3-websockets, asyncio
 #   kite-cb     BUILD_DIR/bin/kite echo -q --port 0 in the HANDLER scenarios only (added
 #               when kite is measured)
@@ -23,21 +25,22 @@
 # them all to the list, --scenarios all runs S1-S4 and every variant):
 #   S1-TLS, S3-TLS  S1, S3 over wss://: every server serves TLS 1.3 with a throwaway
 #                   certificate (tests/interop/gen_certs.sh, in a temporary directory)
-#                   and `kite bench --tls` connects; the raw echo has no TLS: left out.
+#                   and `kite bench --tls` connects; the raw echo and the uWebSockets.js
+#                   build have no TLS: left out.
 #   S1-PMD, S3-PMD  S1 (with 256 B messages: 32 B ones are below kite's and ws's
 #                   compression thresholds) and S3 with permessage-deflate: each server
 #                   accepts it with its default settings (kite echo --deflate), and
 #                   `kite bench --deflate` requires it and sends compressible words.
-#                   The raw echo cannot compress: left out.
+#                   The raw echo and the uWebSockets.js build cannot: left out.
 #   S1-HANDLER,     S1, S2 with kite's echo written as a sequential handler (kite echo
 #   S2-HANDLER      --handler) as the "kite" server, and the callback echo measured
 #                   beside it as "kite-cb", with the raw echo and the peers as in S1, S2.
 #
 # Every run starts a fresh server pinned to core 0 (taskset -c 0) and runs the generator
-# on core 1. Within a scenario the servers take turns, kite raw lws ws websockets, kite
-# raw ..., for ROUNDS rounds (default 3), so a slow drift of a shared machine hits them
-# all alike. Each JSON line of `kite bench`, tagged with server, scenario and round, goes
-# to bench/results/{full,quick}.jsonl, and what it ran on to {full,quick}.meta.json.
+# on core 1. Within a scenario the servers take turns, kite raw lws ws uws websockets,
+# kite raw ..., for ROUNDS rounds (default 3), so a slow drift of a shared machine hits
+# them all alike. Each JSON line of `kite bench`, tagged with server, scenario and round,
+# goes to bench/results/{full,quick}.jsonl, and what it ran on to {full,quick}.meta.json.
 # bench/plot.py then writes the medians, the ratios and the targets into
 # docs/benchmarks.md (between marker comments) and the plots into docs/img/; it can redo
 # that from the two files alone. About 8-15 minutes by default (the peers are slow to
@@ -54,7 +57,7 @@ usage() { sed -n '4,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 build=""
 quick=0
 rounds=""
-servers="kite raw lws ws websockets"
+servers="kite raw lws ws uws websockets"
 base_scenarios="S1 S2 S3 S4"
 variant_scenarios="S1-TLS S3-TLS S1-PMD S3-PMD S1-HANDLER S2-HANDLER"
 scenarios=$base_scenarios
@@ -124,6 +127,10 @@ server_cmd() {
         [ -d "$here/bench/peers/node_modules/bufferutil" ] &&
         [ -d "$here/bench/peers/node_modules/utf-8-validate" ] &&
         echo "node $here/bench/peers/ws_echo.mjs -q --port 0" ;;
+    uws)
+      command -v node >/dev/null 2>&1 &&
+        [ -d "$here/bench/peers/node_modules/@trufflesuite/uws-js-unofficial" ] &&
+        echo "node $here/bench/peers/uws_echo.mjs -q --port 0" ;;
     websockets)
       [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import websockets' 2>/dev/null &&
         echo "/usr/bin/python3 $here/bench/peers/websockets_echo.py -q --port 0" ;;
@@ -136,14 +143,14 @@ server_cmd() {
 variant_of() { case "$1" in *-*) echo "${1#*-}" ;; esac; }
 
 # scenario_servers SCENARIO: the active servers that take part, in turn order. The raw
-# echo speaks neither TLS nor permessage-deflate; the callback echo joins the handler
-# scenarios.
+# echo and the uWebSockets.js build speak neither TLS nor permessage-deflate; the
+# callback echo joins the handler scenarios.
 scenario_servers() {
   local v name
   v=$(variant_of "$1")
   for name in "${active[@]}"; do
     case "$v:$name" in
-      TLS:raw|PMD:raw) ;;
+      TLS:raw|PMD:raw|TLS:uws|PMD:uws) ;;
       HANDLER:kite) echo kite kite-cb ;;
       *) echo "$name" ;;
     esac
@@ -351,6 +358,7 @@ meta = {
         "node": run("node", "--version").lstrip("v"),
         "ws": npm_version("ws"), "bufferutil": npm_version("bufferutil"),
         "utf-8-validate": npm_version("utf-8-validate"),
+        "uws": npm_version("@trufflesuite/uws-js-unofficial"),
         "python": run("/usr/bin/python3", "-c", "import platform; print(platform.python_version())"),
         "websockets": run("/usr/bin/python3", "-c", "import websockets; print(websockets.__version__)"),
     },
