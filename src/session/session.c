@@ -1023,29 +1023,26 @@ NOINLINE static int do_send(struct kite_session *s, enum kite_opcode op, bool fi
 /*
  * do_send() for the usual message: small (len < 126), whole, on an open session with
  * nothing of its own in the way (no prefix still to write, no limits of its own: no
- * `ext`). One test of the state, the codec's inline queueing, then the same limits and
- * answers as do_send(), except for want_flush(), which the caller does. Anything else
- * (a closing codec, an output buffer that must grow) returns SEND_GENERAL with nothing
- * done. Makes no calls.
+ * `ext`), that leaves the queue below the high-water mark. One test of the state, one
+ * of the limit, the codec's inline queueing; the answer is then KITE_SEND_OK, as
+ * do_send() would give: below high_water is below hard_limit too (every setter of
+ * limits refuses high_water > hard_limit), and within 14 bytes of the mark is left to
+ * do_send() as well. want_flush() is the caller's. Anything else (a closing codec, an
+ * output buffer that must grow, a queue near the mark) returns SEND_GENERAL with
+ * nothing done. Makes no calls.
  */
 static inline int send_small(struct kite_session *s, enum kite_opcode type, const void *data,
                              size_t len, size_t *buffered)
 {
-    if ((s->flags & (S_OPENED | S_DEAD | S_CLOSED | S_TERMINATE)) != S_OPENED || s->ext ||
-        len >= 126)
+    if ((s->flags & (S_OPENED | S_DEAD | S_CLOSED | S_TERMINATE)) != S_OPENED || s->ext)
         return SEND_GENERAL;
     struct kite_codec *c = codec_of(s);
-    const struct kite_send_limits *l = s->cfg->send;
-    if (kite__codec_pending_len(c) + len + 14 > l->hard_limit || /* as in do_send() */
+    /* len < 126 is the codec's test: a larger len only makes this sum wrap or pass. */
+    if (kite__codec_pending_len(c) + len + 14 >= s->cfg->send->high_water ||
         !kite__codec_put_small(c, (uint8_t)(0x80 | type), data, len))
         return SEND_GENERAL;
-    size_t q = kite__codec_pending_len(c);
     if (buffered)
-        *buffered = q;
-    if (q >= l->high_water) {
-        s->flags |= S_WANT_DRAIN;
-        return KITE_SEND_QUEUED;
-    }
+        *buffered = kite__codec_pending_len(c);
     return KITE_SEND_OK;
 }
 
