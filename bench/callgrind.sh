@@ -135,7 +135,9 @@ functions=$(callgrind_annotate --inclusive=no "$tmp/kite-$n_big-1.out" 2>/dev/nu
 ratio=$(awk -v a="${per[kite]}" -v b="${per[raw]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
 ratio_pipe=$(awk -v a="${per_pipe[kite]}" -v b="${per_pipe[raw]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo "?")
-git -C "$here" diff-index --quiet HEAD -- 2>/dev/null || commit="$commit+changes"
+# "+changes": the work tree differs from the commit outside what the benchmarks write.
+git -C "$here" diff-index --quiet HEAD -- . ':(exclude)bench/results' ':(exclude)docs' \
+  2>/dev/null || commit="$commit+changes"
 valgrind_v=$(valgrind --version)
 report=$(cat <<EOF
 <!-- BEGIN bench/callgrind.sh: generated, do not edit by hand -->

@@ -345,9 +345,11 @@ def npm_version(pkg):
         return ""
 meta = {
     "date": time.strftime("%Y-%m-%d", time.gmtime()),
-    # "+changes" when the work tree differs from the commit (read-only check).
+    # "+changes" when the work tree differs from the commit (read-only check), outside
+    # what the benchmarks themselves write (the results and the docs).
     "commit": run("git", "-C", here, "rev-parse", "--short", "HEAD") +
-              ("" if subprocess.run(["git", "-C", here, "diff-index", "--quiet", "HEAD", "--"],
+              ("" if subprocess.run(["git", "-C", here, "diff-index", "--quiet", "HEAD", "--",
+                                     ".", ":(exclude)bench/results", ":(exclude)docs"],
                                     capture_output=True).returncode == 0 else "+changes"),
     "cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
     "loadavg": open("/proc/loadavg").read().split()[0],
