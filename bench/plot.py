@@ -135,6 +135,16 @@ def label(srv, scen):
     return LABELS[srv]
 
 
+# Where a plot's axis breaks a long name that has no space in it, so that neighbouring
+# names do not run into each other.
+PLOT_BREAKS = {"libwebsockets": "lib-\\nwebsockets", "uWebSockets.js": "uWeb-\\nSockets.js"}
+
+
+def plot_label(srv, scen):
+    name = label(srv, scen)
+    return PLOT_BREAKS.get(name, name.replace(" ", "\\n"))
+
+
 # The targets (issue "Benchmarks: kite bench, peers side by side"): scenario, metric,
 # description, and a test on (kite median, raw median).
 TARGETS = [
@@ -379,7 +389,7 @@ def plot(summary, img_dir, doc_dir):
                 continue
             png = os.path.join(img_dir, "bench-%s.png" % scen.lower())
             script = [
-                "set terminal pngcairo size 1000,440 font 'sans,10'",
+                "set terminal pngcairo size 1200,440 font 'sans,10'",
                 "set output '%s'" % png,
                 "set multiplot layout 1,2 title '%s (median of the rounds; bars: min to max)'"
                 % spec["title"],
@@ -403,7 +413,7 @@ def plot(summary, img_dir, doc_dir):
                         colour = (0xd95f02 if srv.startswith("kite") else
                                   (0x7570b3 if srv == "raw" else 0x1b9e77))
                         f.write('"%s" %g %g %g %d "%s"\n' % (
-                            label(srv, scen).replace(" ", "\\n"), v[0], v[1], v[2], colour,
+                            plot_label(srv, scen), v[0], v[1], v[2], colour,
                             m.fmt.format(v[0])))
                         vals.append(v)
                 if not vals:

@@ -47,8 +47,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Node packages, from the npm registry: ws and playwright-core for the interop tests,
-# ws with its native add-ons for the benchmark peers. Reinstalled when the lock file
-# changes.
+# ws with its native add-ons and uWebSockets.js for the benchmark peers. Reinstalled when
+# the lock file changes.
 npm_install() {
   local dir=$1
   [ -f "$dir/package.json" ] || return 0
