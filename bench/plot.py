@@ -253,7 +253,8 @@ def paired_ratios(rows, scen, key):
 
 
 def verdict(test, k, r, pairs):
-    """"yes" or "no" on the medians; "(in N of M rounds)" when the rounds disagree."""
+    """"yes" or "no" on the medians, then "(holds in N of M rounds)" when the rounds
+    disagree with each other."""
     if k is None or r is None:
         return "-"
     holds = test(k, r)
